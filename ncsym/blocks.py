@@ -45,9 +45,7 @@ class Labels:
         if arr.ndim == 1 and len(names) == 1:
             arr = arr.reshape(-1, 1)
         if arr.ndim != 2 or arr.shape[1] != len(names):
-            raise ValueError(
-                f"`values` must have shape (n, {len(names)}) for names {names}, got {arr.shape}"
-            )
+            raise ValueError(f"`values` must have shape (n, {len(names)}) for names {names}, got {arr.shape}")
         if arr.dtype.kind not in "iu":
             if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
                 arr = arr.astype(np.int64)
@@ -110,8 +108,12 @@ class Labels:
 
     def select_columns(self, names: Sequence[str]) -> Labels:
         """A copy with only ``names`` (in that order)."""
-        return Labels(tuple(names), np.stack([self.column(n) for n in names], axis=1)
-                      if len(self) else np.zeros((0, len(names)), dtype=np.int32))
+        return Labels(
+            tuple(names),
+            np.stack([self.column(n) for n in names], axis=1)
+            if len(self)
+            else np.zeros((0, len(names)), dtype=np.int32),
+        )
 
     def as_dict(self, i: int) -> dict:
         """Entry ``i`` as ``{name: value}``."""
@@ -277,7 +279,7 @@ class BlockMap:
                     )
                     blocks.append(Block(np.array(data[f"b{i}_values"]), samples, props))
         except (KeyError, OSError, EOFError, json.JSONDecodeError) as exc:
-            raise ValueError(f"`path` {os.fspath(path)!r} is not a valid ncsym block file: {exc}")
+            raise ValueError(f"`path` {os.fspath(path)!r} is not a valid ncsym block file: {exc}") from None
         return cls(keys, blocks, info)
 
     # ----------------------------------------------------------- metatensor
@@ -310,6 +312,7 @@ class BlockMap:
     @classmethod
     def from_metatensor(cls, tensor) -> BlockMap:
         """Import a ``metatensor.TensorMap`` whose blocks have one ``o3_mu`` component axis."""
+
         def labels(lab) -> Labels:
             return Labels(tuple(lab.names), np.asarray(lab.values))
 
