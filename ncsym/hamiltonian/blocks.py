@@ -8,7 +8,7 @@ spherical harmonics; PySCF p shells must already be reordered, see
 
 The blocks ``H_ij^{nl, n'l'}`` (shape ``(2l+1, 2l'+1)``, atom ``i`` shell ``(n, l)`` rows,
 atom ``j`` shell ``(n', l')`` columns) are grouped by :class:`BlockKey`
-``(block_type, species_i, species_j, n_i, l_i, n_j, l_j)``:
+``(block_type, first_atom_type, second_atom_type, n_i, l_i, n_j, l_j)``:
 
 ``block_type = 0``
     on-site, ``i == j``; only shell pairs with the first shell not after the second one in
@@ -58,7 +58,7 @@ __all__ = [
 SYMMETRY_TOLERANCE = 1e-10
 
 #: Names of the key columns of uncoupled (and, plus ``o3_lambda, o3_sigma``, coupled) blocks.
-BLOCK_KEY_NAMES = ("block_type", "species_i", "species_j", "n_i", "l_i", "n_j", "l_j")
+BLOCK_KEY_NAMES = ("block_type", "first_atom_type", "second_atom_type", "n_i", "l_i", "n_j", "l_j")
 
 #: Names of the sample columns of every Hamiltonian block.
 BLOCK_SAMPLE_NAMES = ("system", "first_atom", "second_atom")
@@ -70,8 +70,8 @@ class BlockKey(NamedTuple):
     """Key of one uncoupled block: block type, species pair and shell pair."""
 
     block_type: int
-    species_i: int
-    species_j: int
+    first_atom_type: int
+    second_atom_type: int
     n_i: int
     l_i: int
     n_j: int
@@ -410,13 +410,13 @@ def matrix_to_blocks(matrix, frame, orbitals: Mapping) -> MatrixBlocks:
         stack = np.stack([checked[s] for s in systems])  # (n_frames, n_ao, n_ao)
         present = set(nums_key)
         for key, a, b in keys:
-            if key.species_i not in present or key.species_j not in present:
+            if key.first_atom_type not in present or key.second_atom_type not in present:
                 continue
-            I, J = _pairs(nums, key.species_i, key.species_j, key.block_type)
+            I, J = _pairs(nums, key.first_atom_type, key.second_atom_type, key.block_type)
             if len(I) == 0:
                 continue
-            off_a = _shell_offsets(orbitals[key.species_i])[a]
-            off_b = _shell_offsets(orbitals[key.species_j])[b]
+            off_a = _shell_offsets(orbitals[key.first_atom_type])[a]
+            off_b = _shell_offsets(orbitals[key.second_atom_type])[b]
             rows = _index_grids(offsets, I, off_a, key.l_i)[:, :, None]
             cols = _index_grids(offsets, J, off_b, key.l_j)[:, None, :]
             values = stack[:, rows, cols]  # (n_frames, n_pairs, 2l_i+1, 2l_j+1)
@@ -511,8 +511,8 @@ def blocks_to_matrix(blocks: Mapping, frame, orbitals: Mapping):
             )
         if len(np.unique(samples, axis=0)) != len(samples):
             raise ValueError(f"block {tuple(key)} has duplicated samples")
-        off_a = _shell_offsets(orbitals[key.species_i])[a]
-        off_b = _shell_offsets(orbitals[key.species_j])[b]
+        off_a = _shell_offsets(orbitals[key.first_atom_type])[a]
+        off_b = _shell_offsets(orbitals[key.second_atom_type])[b]
         for g, (nums, offsets) in enumerate(layouts):
             mask = group_of[system] == g
             if not np.any(mask):
@@ -554,29 +554,29 @@ def blocks_to_matrix(blocks: Mapping, frame, orbitals: Mapping):
 
 
 def _shell_positions(key: BlockKey, orbitals) -> tuple[int, int]:
-    for z in (key.species_i, key.species_j):
+    for z in (key.first_atom_type, key.second_atom_type):
         if z not in orbitals:
             raise ValueError(f"block {tuple(key)}: species {z} has no entry in `orbitals`")
     try:
-        a = orbitals[key.species_i].index((key.n_i, key.l_i))
-        b = orbitals[key.species_j].index((key.n_j, key.l_j))
+        a = orbitals[key.first_atom_type].index((key.n_i, key.l_i))
+        b = orbitals[key.second_atom_type].index((key.n_j, key.l_j))
     except ValueError:
         raise ValueError(
             f"block {tuple(key)}: shell (n, l) not in `orbitals` "
-            f"({key.species_i}: {orbitals[key.species_i]}, "
-            f"{key.species_j}: {orbitals[key.species_j]})"
+            f"({key.first_atom_type}: {orbitals[key.first_atom_type]}, "
+            f"{key.second_atom_type}: {orbitals[key.second_atom_type]})"
         ) from None
     if key.block_type in (0, 1, -1):
-        if key.species_i != key.species_j:
+        if key.first_atom_type != key.second_atom_type:
             raise ValueError(f"block {tuple(key)}: block type {key.block_type} needs equal species")
         if a > b:
             raise ValueError(
                 f"block {tuple(key)}: for block type {key.block_type} the first shell must not "
                 "come after the second one in the species' shell list"
             )
-    elif key.species_i >= key.species_j:
+    elif key.first_atom_type >= key.second_atom_type:
         raise ValueError(
-            f"block {tuple(key)}: block type 2 needs species_i < species_j (lower Z first)"
+            f"block {tuple(key)}: block type 2 needs first_atom_type < second_atom_type (lower Z first)"
         )
     return a, b
 
@@ -586,7 +586,7 @@ def _check_pairs(key: BlockKey, I: np.ndarray, J: np.ndarray, nums: np.ndarray) 
     if I.min() < 0 or J.min() < 0 or max(I.max(), J.max()) >= n_atoms:
         raise ValueError(f"block {tuple(key)} has samples for atoms outside the structure "
                          f"({n_atoms} atoms)")
-    bad = (nums[I] != key.species_i) | (nums[J] != key.species_j)
+    bad = (nums[I] != key.first_atom_type) | (nums[J] != key.second_atom_type)
     if key.block_type == 0:
         bad |= I != J
     elif key.block_type in (1, -1):

@@ -56,7 +56,7 @@ def kept_lambdas(key: BlockKey) -> list[int]:
     lams = range(abs(key.l_i - key.l_j), key.l_i + key.l_j + 1)
     same_shell = (
         key.block_type in (0, 1, -1)
-        and key.species_i == key.species_j
+        and key.first_atom_type == key.second_atom_type
         and (key.n_i, key.l_i) == (key.n_j, key.l_j)
     )
     if not same_shell:
@@ -76,7 +76,7 @@ def couple_blocks(blocks: MatrixBlocks) -> BlockMap:
     Returns
     -------
     ncsym.BlockMap
-        Keys ``(block_type, species_i, species_j, n_i, l_i, n_j, l_j, o3_lambda, o3_sigma)``
+        Keys ``(block_type, first_atom_type, second_atom_type, n_i, l_i, n_j, l_j, o3_lambda, o3_sigma)``
         (:data:`COUPLED_KEY_NAMES`); each block has values ``(n_samples, 2 lambda + 1, 1)``
         (Hartree for Fock matrices), samples ``(system, first_atom, second_atom)`` and a
         single ``_`` property.  ``info["orbitals"]`` keeps the orbital layout when known.

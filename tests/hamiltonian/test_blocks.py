@@ -106,7 +106,7 @@ def test_hetero_blocks_lower_z_first():
     frame = structure([8, 1, 1])  # O first in the structure
     h = random_symmetric(rng, n_ao(frame.numbers, orbitals))
     blocks = matrix_to_blocks(h, frame, orbitals)
-    assert all(k.species_i < k.species_j for k in blocks if k.block_type == 2)
+    assert all(k.first_atom_type < k.second_atom_type for k in blocks if k.block_type == 2)
     h_p = blocks[(2, 1, 8, 1, 0, 2, 1)]
     assert h_p.samples.tolist() == [[0, 1, 0], [0, 2, 0]]  # first atom = the H
     np.testing.assert_array_equal(h_p.values[0], h[4:5, 1:4])  # H atom 1 s row, O p columns

@@ -135,7 +135,7 @@ def test_layout_of_coupled_blocks():
         assert block.properties.names == ("_",) and block.values.shape[2] == 1
     # H p-p same shell: types 0, +1 keep lambda 0, 2; type -1 keeps lambda 1
     pp = [(k["block_type"], k["o3_lambda"]) for k, _ in coupled.items()
-          if k["species_i"] == 1 and k["l_i"] == k["l_j"] == 1 and k["block_type"] != 2]
+          if k["first_atom_type"] == 1 and k["l_i"] == k["l_j"] == 1 and k["block_type"] != 2]
     assert sorted(pp) == [(-1, 1), (0, 0), (0, 2), (1, 0), (1, 2)]
     # O-H hetero p-p: all of lambda 0, 1, 2
     assert sorted(k["o3_lambda"] for k, _ in coupled.items()
