@@ -2,7 +2,8 @@
 
 Used by :mod:`ncsym.hamiltonian.model`: one design matrix ``X`` (rows = samples x m
 components of one feature block) is shared by every target block with the same key, so all
-targets are solved together from one eigendecomposition of ``X^T X`` per fold.  Folds never
+targets are solved together from one eigendecomposition of ``X^T X`` (or of the Gram matrix ``X X^T`` when there are fewer
+rows than features; the two give the same weights) per fold.  Folds never
 split the ``2 lambda + 1`` rows of one sample (``groups``), so the validation error measures
 generalisation to new atom pairs, not to missing m components.
 """
@@ -38,11 +39,11 @@ class RidgeFit:
     cv_rmse: np.ndarray
 
 
-def _solve(xtx: np.ndarray, xty: np.ndarray):
-    """Eigendecomposition of the normal equations: returns (eigvals, V, V^T X^T y)."""
-    e, v = np.linalg.eigh(xtx)
+def _solve(mat: np.ndarray, rhs: np.ndarray):
+    """Eigendecomposition of a symmetric PSD matrix: returns (eigvals, V, V^T rhs)."""
+    e, v = np.linalg.eigh(mat)
     e = np.clip(e, 0.0, None)
-    return e, v, v.T @ xty
+    return e, v, v.T @ rhs
 
 
 def fit_ridge_cv(
@@ -83,14 +84,19 @@ def fit_ridge_cv(
         y_mean = y.mean(axis=0)
         x = x - x_mean
         y = y - y_mean
-    xtx = x.T @ x
-    xty = x.T @ y
-    scale = max(np.trace(xtx) / max(n_feat, 1), 1e-300)
+    unique_groups = np.unique(groups)
+    n_folds = min(n_folds, len(unique_groups))
+    dual = n_rows < n_feat  # Gram form is cheaper with fewer rows than features
+    if dual:
+        gram = x @ x.T
+        scale = max(np.trace(gram) / max(n_feat, 1), 1e-300)
+    else:
+        xtx = x.T @ x
+        xty = x.T @ y
+        scale = max(np.trace(xtx) / max(n_feat, 1), 1e-300)
     rel = np.asarray(alphas, dtype=np.float64)
     abs_alphas = rel * scale
 
-    unique_groups = np.unique(groups)
-    n_folds = min(n_folds, len(unique_groups))
     errors = np.zeros((len(rel), n_targets))
     if n_folds >= 2:
         rng = np.random.default_rng(seed)
@@ -98,9 +104,15 @@ def fit_ridge_cv(
         fold = fold_of_group[np.searchsorted(unique_groups, groups)]
         for k in range(n_folds):
             val = fold == k
-            xv, yv = x[val], y[val]
-            e, v, b = _solve(xtx - xv.T @ xv, xty - xv.T @ yv)
-            a = xv @ v
+            yv = y[val]
+            if dual:
+                tr = ~val
+                e, q, b = _solve(gram[np.ix_(tr, tr)], y[tr])
+                a = gram[np.ix_(val, tr)] @ q
+            else:
+                xv = x[val]
+                e, q, b = _solve(xtx - xv.T @ xv, xty - xv.T @ yv)
+                a = xv @ q
             for ia, alpha in enumerate(abs_alphas):
                 pred = a @ (b / (e + alpha)[:, None])
                 errors[ia] += ((pred - yv) ** 2).sum(axis=0)
@@ -111,11 +123,17 @@ def fit_ridge_cv(
         best = np.full(n_targets, len(rel) // 2)
         cv = np.full(n_targets, np.nan)
 
-    e, v, b = _solve(xtx, xty)
     weights = np.empty((n_feat, n_targets))
-    for ia in np.unique(best):
-        cols = best == ia
-        weights[:, cols] = v @ (b[:, cols] / (e + abs_alphas[ia])[:, None])
+    if dual:
+        e, q, b = _solve(gram, y)
+        for ia in np.unique(best):
+            cols = best == ia
+            weights[:, cols] = x.T @ (q @ (b[:, cols] / (e + abs_alphas[ia])[:, None]))
+    else:
+        e, q, b = _solve(xtx, xty)
+        for ia in np.unique(best):
+            cols = best == ia
+            weights[:, cols] = q @ (b[:, cols] / (e + abs_alphas[ia])[:, None])
     if intercept:
         b0 = y_mean - x_mean @ weights
     else:

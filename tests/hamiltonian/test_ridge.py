@@ -50,3 +50,23 @@ def test_groups_are_not_split():
     groups = np.repeat(np.arange(15), 3)
     fit = fit_ridge_cv(x, y, groups)
     assert fit.alpha[0] > 1e-6 * np.trace(x.T @ x) / 20
+
+
+def test_dual_and_primal_agree():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 50))  # fewer rows than features: Gram form
+    y = rng.normal(size=(30, 2))
+    groups = np.repeat(np.arange(10), 3)
+    fit = fit_ridge_cv(x, y, groups, alphas=[1e-3, 1e-1])
+    scale = np.trace(x @ x.T) / 50
+    for t in range(2):
+        a = fit.alpha[t]
+        assert np.isclose(a / scale, 1e-3) or np.isclose(a / scale, 1e-1)
+        ref = np.linalg.solve(x.T @ x + a * np.eye(50), x.T @ y[:, t])
+        np.testing.assert_allclose(fit.weights[:, t], ref, atol=1e-10)
+    # the same problem padded with rows of zeros switches to the primal form
+    xp = np.vstack([x, np.zeros((30, 50))])
+    yp = np.vstack([y, np.zeros((30, 2))])
+    fitp = fit_ridge_cv(xp, yp, np.arange(60), alphas=[1e-3], n_folds=1)
+    fitd = fit_ridge_cv(x, y, np.arange(30), alphas=[1e-3], n_folds=1)
+    np.testing.assert_allclose(fitp.weights, fitd.weights, atol=1e-10)
