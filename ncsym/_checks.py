@@ -72,3 +72,109 @@ def check_array(
     if finite and out.dtype.kind == "f" and not np.all(np.isfinite(out)):
         raise ValueError(f"`{name}` contains NaN or infinite values")
     return out
+
+
+# ------------------------------------------------------------------ structures (ase.Atoms)
+#: Two atoms (or an atom and a periodic image) closer than this (Angstrom) are an error.
+MIN_ATOM_DISTANCE = 1e-8
+
+
+def check_frames(frames) -> list:
+    """Validate structures: one ``ase.Atoms`` or a list/tuple of them; returns a list.
+
+    Checks the type of every frame, that it has atoms, finite positions, periodic boundary
+    conditions all ``True`` or all ``False``, and, for periodic frames, a finite, non-zero,
+    non-singular cell.  Overlapping atoms are found by the neighbour search
+    (:func:`check_pair_distances`).
+    """
+    import ase
+
+    if isinstance(frames, ase.Atoms):
+        frames = [frames]
+    elif isinstance(frames, (list, tuple)):
+        frames = list(frames)
+    else:
+        raise TypeError(
+            f"`frames` must be an ase.Atoms or a list of ase.Atoms, got {type(frames).__name__}"
+        )
+    if len(frames) == 0:
+        raise ValueError("`frames` is empty: expected at least one ase.Atoms")
+    for index, atoms in enumerate(frames):
+        if not isinstance(atoms, ase.Atoms):
+            raise TypeError(f"`frames[{index}]` must be an ase.Atoms, got {type(atoms).__name__}")
+        if len(atoms) == 0:
+            raise ValueError(f"frame {index} has no atoms: every structure needs at least one atom")
+        positions = atoms.positions
+        finite = np.isfinite(positions).all(axis=1)
+        if not finite.all():
+            bad = np.nonzero(~finite)[0].tolist()
+            raise ValueError(
+                f"positions of frame {index} contain NaN or infinite values for atoms {bad}"
+            )
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        if pbc.any() and not pbc.all():
+            raise ValueError(
+                f"frame {index} has mixed periodic boundary conditions pbc={pbc.tolist()}: only "
+                "fully periodic (pbc=True) or non-periodic (pbc=False) structures are supported"
+            )
+        if pbc.all():
+            cell = np.asarray(atoms.cell.array, dtype=np.float64)
+            if not np.isfinite(cell).all():
+                raise ValueError(f"the cell of frame {index} contains NaN or infinite values")
+            if np.all(np.abs(cell) < 1e-9):
+                raise ValueError(
+                    f"frame {index} is periodic but its cell is zero: set `pbc=False` for a "
+                    "molecule, or give the cell"
+                )
+            lengths = np.linalg.norm(cell, axis=1)
+            volume = abs(float(np.linalg.det(cell)))
+            if np.any(lengths == 0) or volume <= 1e-10 * float(np.prod(lengths)):
+                raise ValueError(
+                    f"the cell of frame {index} is singular (volume {volume:.3g} Angstrom^3, "
+                    f"vector lengths {lengths.round(6).tolist()}): periodic structures need three "
+                    "linearly independent cell vectors"
+                )
+    return frames
+
+
+def check_pair_distances(system, first, second, distances, minimum: float = MIN_ATOM_DISTANCE):
+    """Raise ``ValueError`` if two atoms (or an atom and a periodic image) overlap.
+
+    ``system``, ``first``, ``second`` (frame-local indices) and ``distances`` (Angstrom) are
+    arrays over the pairs of a neighbour list.
+    """
+    close = np.nonzero(distances < minimum)[0]
+    if close.size == 0:
+        return
+    p = int(close[0])
+    i, j, f, d = int(first[p]), int(second[p]), int(system[p]), float(distances[p])
+    if i == j:
+        raise ValueError(
+            f"atom {i} of frame {f} is {d:.3g} Angstrom from its own periodic image "
+            f"(minimum {minimum:g}): check the cell"
+        )
+    raise ValueError(
+        f"atoms {min(i, j)} and {max(i, j)} of frame {f} are {d:.3g} Angstrom apart "
+        f"(minimum {minimum:g}): remove duplicated or overlapping atoms"
+    )
+
+
+def check_species(species, name: str = "species") -> np.ndarray:
+    """A non-empty list of unique atomic numbers (integers >= 0), returned sorted (int64)."""
+    if isinstance(species, (str, bytes)) or not hasattr(species, "__iter__"):
+        raise TypeError(f"`{name}` must be a list of atomic numbers, got {species!r}")
+    values = list(species)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+            raise TypeError(
+                f"`{name}` must contain integer atomic numbers, got {value!r} "
+                f"({type(value).__name__})"
+            )
+    out = np.asarray(values, dtype=np.int64)
+    if out.size == 0:
+        raise ValueError(f"`{name}` must contain at least one atomic number, got []")
+    if np.any(out < 0):
+        raise ValueError(f"`{name}` must contain atomic numbers >= 0, got {out.tolist()}")
+    if np.unique(out).size != out.size:
+        raise ValueError(f"`{name}` must contain unique atomic numbers, got {out.tolist()}")
+    return np.sort(out)
