@@ -2,10 +2,15 @@
 
 Used by :mod:`ncsym.hamiltonian.model`: one design matrix ``X`` (rows = samples x m
 components of one feature block) is shared by every target block with the same key, so all
-targets are solved together from one eigendecomposition of ``X^T X`` (or of the Gram matrix ``X X^T`` when there are fewer
-rows than features; the two give the same weights) per fold.  Folds never
-split the ``2 lambda + 1`` rows of one sample (``groups``), so the validation error measures
-generalisation to new atom pairs, not to missing m components.
+targets are solved together from one eigendecomposition of ``X^T X`` (or of the Gram matrix
+``X X^T`` when there are fewer rows than features; both give the same weights).
+
+Cross-validation never splits the ``2 lambda + 1`` rows of one sample (``groups``), so the
+validation error measures generalisation to new atom pairs, not to missing m components.
+The default is exact grouped leave-one-out: with ``H(alpha) = X (X^T X + alpha)^-1 X^T`` the
+residual of group ``g`` left out is ``(I - H_gg)^-1 (y_g - yhat_g)``, which needs only the
+small diagonal blocks ``H_gg`` of the single decomposition.  ``cv=K`` runs grouped K-fold
+instead (one decomposition per fold).
 """
 
 from __future__ import annotations
@@ -39,11 +44,66 @@ class RidgeFit:
     cv_rmse: np.ndarray
 
 
-def _solve(mat: np.ndarray, rhs: np.ndarray):
-    """Eigendecomposition of a symmetric PSD matrix: returns (eigvals, V, V^T rhs)."""
-    e, v = np.linalg.eigh(mat)
-    e = np.clip(e, 0.0, None)
-    return e, v, v.T @ rhs
+class _Decomposition:
+    """``X`` in the eigenbasis: ``H(alpha) = A diag(1 / (e + alpha)) A^T``, weights from ``W``."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        n_rows, n_feat = x.shape
+        self.dual = n_rows < n_feat
+        if self.dual:
+            e, q = np.linalg.eigh(x @ x.T)
+            e = np.clip(e, 0.0, None)
+            self.a = q * np.sqrt(e)  # A = Q sqrt(e): A A^T = K
+            self.qty = q.T @ y
+            self.q = q
+        else:
+            e, v = np.linalg.eigh(x.T @ x)
+            e = np.clip(e, 0.0, None)
+            self.a = x @ v
+            self.vxty = v.T @ (x.T @ y)
+            self.v = v
+        self.e = e
+        self.x = x
+
+    def fitted(self, alpha: float) -> np.ndarray:
+        if self.dual:
+            return self.q @ (self.qty * (self.e / (self.e + alpha))[:, None])
+        return self.a @ (self.vxty / (self.e + alpha)[:, None])
+
+    def weights(self, alpha: float, cols) -> np.ndarray:
+        if self.dual:
+            return self.x.T @ (self.q @ (self.qty[:, cols] / (self.e + alpha)[:, None]))
+        return self.v @ (self.vxty[:, cols] / (self.e + alpha)[:, None])
+
+
+def _loo_errors(dec: _Decomposition, y: np.ndarray, groups: np.ndarray, abs_alphas) -> np.ndarray:
+    """Sum of squared grouped leave-one-out residuals, shape (n_alphas, n_targets)."""
+    order = np.argsort(groups, kind="stable")
+    _, sizes = np.unique(groups[order], return_counts=True)
+    errors = np.zeros((len(abs_alphas), y.shape[1]))
+    # batch groups of equal size (the usual case: every sample has 2 lambda + 1 rows)
+    batches = []
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for size in np.unique(sizes):
+        rows = np.concatenate([order[s : s + size] for s in starts[sizes == size]])
+        batches.append((size, rows))
+    for ia, alpha in enumerate(abs_alphas):
+        d = 1.0 / (dec.e + alpha)
+        resid = y - dec.fitted(alpha)
+        for size, rows in batches:
+            a = dec.a[rows].reshape(-1, size, dec.a.shape[1])
+            h = np.matmul(a * d, a.transpose(0, 2, 1))
+            m = np.eye(size) - h
+            r = resid[rows].reshape(-1, size, y.shape[1])
+            with np.errstate(all="ignore"):
+                try:
+                    loo = np.linalg.solve(m, r)
+                except np.linalg.LinAlgError:
+                    errors[ia] = np.inf
+                    break
+            err = (loo**2).sum(axis=(0, 1))
+            errors[ia] += np.where(np.isfinite(err), err, np.inf)
+    return errors
 
 
 def fit_ridge_cv(
@@ -52,31 +112,34 @@ def fit_ridge_cv(
     groups: np.ndarray,
     *,
     alphas=DEFAULT_ALPHAS,
-    n_folds: int = 5,
+    cv: str | int = "loo",
     intercept: bool = False,
     seed: int = 0,
 ) -> RidgeFit:
-    """Ridge regression ``y ~ x w (+ b)`` with ``alpha`` chosen per target by grouped K-fold CV.
+    """Ridge regression ``y ~ x w (+ b)`` with ``alpha`` chosen per target by grouped CV.
 
     Parameters
     ----------
     x : ndarray, shape (n_rows, n_features)
     y : ndarray, shape (n_rows, n_targets)
     groups : ndarray of int, shape (n_rows,)
-        Group label of each row (one per sample); a fold holds whole groups.
+        Group label of each row (one per sample); validation sets hold whole groups.
     alphas : sequence of float
         Candidate regularisations relative to ``trace(X^T X) / n_features``.
-    n_folds : int
-        Number of folds (reduced to the number of groups when fewer).
+    cv : "loo" or int
+        ``"loo"``: exact grouped leave-one-out (one decomposition); an int ``K >= 2``:
+        grouped K-fold; ``1``: no cross-validation (the middle alpha is used).
     intercept : bool
-        Fit an intercept (columns and targets are centred).
+        Fit an intercept (columns and targets are centred; with ``"loo"`` the centring uses
+        all rows, a negligible leak).
     seed : int
-        Seed of the fold assignment.
+        Seed of the K-fold assignment.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if y.ndim == 1:
         y = y[:, None]
+    groups = np.asarray(groups)
     n_rows, n_feat = x.shape
     n_targets = y.shape[1]
     if intercept:
@@ -84,58 +147,43 @@ def fit_ridge_cv(
         y_mean = y.mean(axis=0)
         x = x - x_mean
         y = y - y_mean
-    unique_groups = np.unique(groups)
-    n_folds = min(n_folds, len(unique_groups))
-    dual = n_rows < n_feat  # Gram form is cheaper with fewer rows than features
-    if dual:
-        gram = x @ x.T
-        scale = max(np.trace(gram) / max(n_feat, 1), 1e-300)
-    else:
-        xtx = x.T @ x
-        xty = x.T @ y
-        scale = max(np.trace(xtx) / max(n_feat, 1), 1e-300)
+    dec = _Decomposition(x, y)
+    scale = max(float(dec.e.sum()) / max(n_feat, 1), 1e-300)
     rel = np.asarray(alphas, dtype=np.float64)
     abs_alphas = rel * scale
+    n_groups = len(np.unique(groups))
 
-    errors = np.zeros((len(rel), n_targets))
-    if n_folds >= 2:
+    if cv == "loo" and n_groups >= 2:
+        errors = np.sqrt(_loo_errors(dec, y, groups, abs_alphas) / n_rows)
+    elif isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) and cv >= 2 and n_groups >= 2:
+        n_folds = min(int(cv), n_groups)
+        unique_groups = np.unique(groups)
         rng = np.random.default_rng(seed)
         fold_of_group = rng.permutation(len(unique_groups)) % n_folds
         fold = fold_of_group[np.searchsorted(unique_groups, groups)]
+        errors = np.zeros((len(rel), n_targets))
         for k in range(n_folds):
             val = fold == k
-            yv = y[val]
-            if dual:
-                tr = ~val
-                e, q, b = _solve(gram[np.ix_(tr, tr)], y[tr])
-                a = gram[np.ix_(val, tr)] @ q
-            else:
-                xv = x[val]
-                e, q, b = _solve(xtx - xv.T @ xv, xty - xv.T @ yv)
-                a = xv @ q
+            sub = _Decomposition(x[~val], y[~val])
             for ia, alpha in enumerate(abs_alphas):
-                pred = a @ (b / (e + alpha)[:, None])
-                errors[ia] += ((pred - yv) ** 2).sum(axis=0)
+                w = sub.weights(alpha, slice(None))
+                errors[ia] += ((x[val] @ w - y[val]) ** 2).sum(axis=0)
         errors = np.sqrt(errors / n_rows)
+    elif cv in ("loo", 1) or isinstance(cv, (int, np.integer)):
+        errors = None
+    else:
+        raise ValueError(f"`cv` must be 'loo' or an integer >= 1, got {cv!r}")
+
+    if errors is not None:
         best = np.argmin(errors, axis=0)
-        cv = errors[best, np.arange(n_targets)]
+        cv_rmse = errors[best, np.arange(n_targets)]
     else:
         best = np.full(n_targets, len(rel) // 2)
-        cv = np.full(n_targets, np.nan)
+        cv_rmse = np.full(n_targets, np.nan)
 
     weights = np.empty((n_feat, n_targets))
-    if dual:
-        e, q, b = _solve(gram, y)
-        for ia in np.unique(best):
-            cols = best == ia
-            weights[:, cols] = x.T @ (q @ (b[:, cols] / (e + abs_alphas[ia])[:, None]))
-    else:
-        e, q, b = _solve(xtx, xty)
-        for ia in np.unique(best):
-            cols = best == ia
-            weights[:, cols] = q @ (b[:, cols] / (e + abs_alphas[ia])[:, None])
-    if intercept:
-        b0 = y_mean - x_mean @ weights
-    else:
-        b0 = np.zeros(n_targets)
-    return RidgeFit(weights=weights, intercept=b0, alpha=abs_alphas[best], cv_rmse=cv)
+    for ia in np.unique(best):
+        cols = best == ia
+        weights[:, cols] = dec.weights(abs_alphas[ia], cols)
+    b0 = y_mean - x_mean @ weights if intercept else np.zeros(n_targets)
+    return RidgeFit(weights=weights, intercept=b0, alpha=abs_alphas[best], cv_rmse=cv_rmse)

@@ -67,6 +67,38 @@ def test_dual_and_primal_agree():
     # the same problem padded with rows of zeros switches to the primal form
     xp = np.vstack([x, np.zeros((30, 50))])
     yp = np.vstack([y, np.zeros((30, 2))])
-    fitp = fit_ridge_cv(xp, yp, np.arange(60), alphas=[1e-3], n_folds=1)
-    fitd = fit_ridge_cv(x, y, np.arange(30), alphas=[1e-3], n_folds=1)
+    fitp = fit_ridge_cv(xp, yp, np.arange(60), alphas=[1e-3], cv=1)
+    fitd = fit_ridge_cv(x, y, np.arange(30), alphas=[1e-3], cv=1)
     np.testing.assert_allclose(fitp.weights, fitd.weights, atol=1e-10)
+
+
+def _brute_force_loo(x, y, groups, alpha):
+    err = np.zeros(y.shape[1])
+    for g in np.unique(groups):
+        tr = groups != g
+        w = np.linalg.solve(x[tr].T @ x[tr] + alpha * np.eye(x.shape[1]), x[tr].T @ y[tr])
+        err += ((x[~tr] @ w - y[~tr]) ** 2).sum(axis=0)
+    return np.sqrt(err / len(y))
+
+
+def test_grouped_loo_is_exact():
+    rng = np.random.default_rng(5)
+    for n_rows, n_feat in [(45, 12), (30, 40)]:  # primal and dual forms
+        x = rng.normal(size=(n_rows, n_feat))
+        y = x @ rng.normal(size=(n_feat, 2)) + 0.1 * rng.normal(size=(n_rows, 2))
+        groups = np.repeat(np.arange(n_rows // 3), 3)[rng.permutation(n_rows)]  # not contiguous
+        fit = fit_ridge_cv(x, y, groups, alphas=[1e-2])
+        ref = _brute_force_loo(x, y, groups, fit.alpha[0])
+        np.testing.assert_allclose(fit.cv_rmse, ref, rtol=1e-8)
+
+
+def test_kfold_and_bad_cv():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40, 5))
+    y = x @ rng.normal(size=5)
+    fit = fit_ridge_cv(x, y, np.arange(40), cv=4)
+    assert fit.cv_rmse[0] < 1e-6
+    import pytest
+
+    with pytest.raises(ValueError, match="`cv` must be"):
+        fit_ridge_cv(x, y, np.arange(40), cv="bogus")

@@ -1,0 +1,386 @@
+"""Per-block linear models of atomic-orbital Hamiltonians.
+
+The AO matrix of each structure is split into atom-pair, shell-pair blocks
+(:func:`ncsym.hamiltonian.matrix_to_blocks`), coupled into irreducible ``(lambda, sigma)``
+components (:func:`ncsym.hamiltonian.couple_blocks`), and every component is learned by a
+ridge model on the N-centre features with the same ``(block_type, species pair, lambda,
+sigma)`` (:func:`ncsym.hamiltonian_features`).  One model per (block type, species pair,
+orbital pair, lambda); the regularisation is chosen per model by cross-validation over whole
+samples (never splitting the m components of one atom pair); an intercept only for
+``lambda = 0`` on-site blocks (the only ones that may carry a constant).  Predictions are
+uncoupled and reassembled into matrices.
+
+Because each model is linear in equivariant features of matching ``(lambda, sigma)``, the
+predicted matrix of a rotated (or inverted) molecule is ``D F D^T`` with ``D`` the
+block-diagonal real Wigner matrix of the AO basis, and permuting atoms permutes the matrix.
+
+References
+----------
+J. Nigam, M. J. Willatt, M. Ceriotti, J. Chem. Phys. 156, 014115 (2022), section IV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..blocks import Block, BlockMap, Labels
+from ._ridge import DEFAULT_ALPHAS, RidgeFit, fit_ridge_cv
+from .blocks import BLOCK_SAMPLE_NAMES, blocks_to_matrix, check_orbitals, matrix_to_blocks
+from .coupling import couple_blocks, decouple_blocks
+
+__all__ = ["HamiltonianModel"]
+
+_FEATURE_KEY_NAMES = ("block_type", "first_atom_type", "second_atom_type", "o3_lambda", "o3_sigma")
+_MODEL_FORMAT_VERSION = 1
+
+#: Smallest per-property scale relative to the largest one of the same feature block.
+SCALE_FLOOR = 1e-3
+
+#: Feature hyperparameters used when none are given: density cutoff 4 A, pair cutoff 5 A (must
+#: cover every atom pair whose block is learned, DESIGN.md), nu = 2 on-site, nu = 1 pairs.
+DEFAULT_FEATURES = dict(
+    cutoff=4.0,
+    pair_cutoff=5.0,
+    cutoff_width=0.5,
+    density_width=0.3,
+    max_radial=5,
+    max_angular=4,
+    nu_onsite=2,
+    nu_pair=1,
+)
+
+
+def _as_frame_list(frames) -> list:
+    import ase
+
+    if isinstance(frames, ase.Atoms):
+        return [frames]
+    frames = list(frames)
+    for i, f in enumerate(frames):
+        if not isinstance(f, ase.Atoms):
+            raise TypeError(f"`frames[{i}]` must be ase.Atoms, got {type(f).__name__}")
+    if not frames:
+        raise ValueError("`frames` is empty")
+    return frames
+
+
+def _sample_index(samples: np.ndarray) -> dict:
+    return {tuple(int(v) for v in row): i for i, row in enumerate(samples)}
+
+
+class HamiltonianModel:
+    """Learn AO Hamiltonians (Fock / Kohn-Sham, Hartree) block by block from structures.
+
+    Parameters
+    ----------
+    basis : str, optional
+        PySCF basis name (e.g. ``"def2-svp"``, ``"sto-3g"``) used to find the shell layout
+        of each species (needs PySCF).  Ignored when ``orbitals`` is given.
+    orbitals : dict, optional
+        ``{atomic number: [(n, l), ...]}`` shell layout per species, in the AO order of the
+        matrices (PySCF order with p shells reordered to ``m = -1, 0, 1``).
+    features : dict, optional
+        Keyword arguments of :class:`ncsym.PairFeatures` (defaults: :data:`DEFAULT_FEATURES`).
+        ``species`` is filled in from the training frames.
+    alphas : sequence of float
+        Relative ridge regularisations tried by cross-validation.
+    cv : "loo" or int
+        Cross-validation of the ridge regularisation over whole atom-pair samples: exact
+        grouped leave-one-out (default) or grouped K-fold.
+    progress : bool
+        Show progress bars.
+
+    Examples
+    --------
+    >>> model = HamiltonianModel(basis="def2-svp")            # doctest: +SKIP
+    >>> model.fit(train_frames, train_fock)                     # doctest: +SKIP
+    >>> predicted = model.predict(test_frames)  # list of (n_ao, n_ao) arrays, Hartree
+    """
+
+    def __init__(
+        self,
+        *,
+        basis: str | None = "def2-svp",
+        orbitals: dict | None = None,
+        features: dict | None = None,
+        alphas: Sequence[float] = DEFAULT_ALPHAS,
+        cv: str | int = "loo",
+        progress: bool = True,
+    ) -> None:
+        if basis is None and orbitals is None:
+            raise ValueError("give either `basis` (a PySCF basis name) or `orbitals`")
+        self.basis = basis
+        self.orbitals = None if orbitals is None else check_orbitals(orbitals)
+        self.feature_hypers = dict(DEFAULT_FEATURES)
+        if features:
+            self.feature_hypers.update(features)
+        self.alphas = tuple(float(a) for a in alphas)
+        self.cv = cv
+        self.progress = progress
+        self.species_: list[int] | None = None
+        self.features_ = None
+        self.models_: dict = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _orbitals_for(self, frames) -> dict:
+        species = sorted({int(z) for f in frames for z in f.numbers})
+        if self.orbitals is not None:
+            missing = [z for z in species if z not in self.orbitals]
+            if missing:
+                raise ValueError(f"species {missing} have no entry in `orbitals`")
+            return self.orbitals
+        from .pyscf_data import ao_labels
+
+        layout: dict = {}
+        for f in frames:
+            if set(int(z) for z in f.numbers) - set(layout):
+                layout.update(ao_labels(f, self.basis))
+        return check_orbitals(layout)
+
+    def _features(self):
+        from ..pairs import PairFeatures
+
+        hypers = dict(self.feature_hypers)
+        if hypers.get("max_lambda") is None:
+            # every coupled target has lambda <= l_i + l_j
+            l_max = max(l for shells in self.orbitals_.values() for _, l in shells)
+            hypers["max_lambda"] = min(2 * l_max, 2 * hypers["max_angular"])
+        return PairFeatures(species=self.species_, **hypers)
+
+    def _check_fitted(self):
+        if self.features_ is None:
+            raise ValueError("this HamiltonianModel is not fitted yet: call `fit(frames, matrices)` first")
+
+    # ---------------------------------------------------------------------- fit
+    def fit(self, frames, matrices) -> HamiltonianModel:
+        """Fit one ridge model per (block type, species pair, orbital pair, lambda).
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            Training structures (Angstrom).
+        matrices : sequence of ndarray, shape (n_ao, n_ao)
+            Symmetric AO matrices (Hartree), one per frame, in the AO order of ``basis``
+            (PySCF order, p shells reordered to ``m = -1, 0, 1``).
+
+        Returns
+        -------
+        self
+        """
+        frames = _as_frame_list(frames)
+        matrices = (
+            list(matrices) if not isinstance(matrices, np.ndarray) or matrices.ndim == 3 else [matrices]
+        )
+        if len(matrices) != len(frames):
+            raise ValueError(f"got {len(matrices)} matrices for {len(frames)} frames")
+        self.species_ = sorted({int(z) for f in frames for z in f.numbers})
+        self.orbitals_ = self._orbitals_for(frames)
+        targets = couple_blocks(matrix_to_blocks(matrices, frames, self.orbitals_))
+        features = self._features()
+        if hasattr(features, "fit"):
+            features.fit(frames)
+        feats = features.compute(frames)
+        self.features_ = features
+        self.models_ = self._fit_blocks(feats, targets)
+        return self
+
+    def _group_targets(self, targets: BlockMap):
+        names = targets.keys.names
+        groups = defaultdict(list)
+        for i, key in enumerate(targets.keys):
+            k = dict(zip(names, key, strict=True))
+            fkey = (
+                k["block_type"],
+                k["first_atom_type"],
+                k["second_atom_type"],
+                k["o3_lambda"],
+                k["o3_sigma"],
+            )
+            groups[fkey].append(i)
+        return groups
+
+    def _fit_blocks(self, feats: BlockMap, targets: BlockMap) -> dict:
+        from tqdm.auto import tqdm
+
+        groups = self._group_targets(targets)
+        models = {}
+        for fkey, target_ids in tqdm(
+            sorted(groups.items()), desc="fitting blocks", disable=not self.progress
+        ):
+            fblock = feats.get(**dict(zip(_FEATURE_KEY_NAMES, fkey, strict=True)))
+            if fblock is None:
+                raise ValueError(
+                    f"no features for target key {dict(zip(_FEATURE_KEY_NAMES, fkey, strict=True))}: "
+                    "the feature calculator must cover every (block_type, species pair, lambda, sigma)"
+                )
+            fsamples = fblock.samples.select_columns(BLOCK_SAMPLE_NAMES).values
+            findex = _sample_index(fsamples)
+            n_comp = fblock.values.shape[1]
+            # samples present in both targets and features (pairs beyond the cutoff are skipped)
+            tsamples = targets.blocks[target_ids[0]].samples.values
+            rows_t, rows_f = [], []
+            for it, s in enumerate(tsamples):
+                j = findex.get(tuple(int(v) for v in s))
+                if j is not None:
+                    rows_t.append(it)
+                    rows_f.append(j)
+            if not rows_t:
+                continue
+            rows_t = np.array(rows_t)
+            rows_f = np.array(rows_f)
+            x = fblock.values[rows_f]
+            # per-property scaling (same for every m, so equivariance is kept); columns that
+            # vanish by symmetry (e.g. pseudo-tensors of planar molecules) hold round-off
+            # noise only: the floor keeps that noise from being amplified to O(1)
+            rms = np.sqrt((x**2).mean(axis=(0, 1)))
+            scale = (
+                np.maximum(rms, SCALE_FLOOR * rms.max()) if rms.size and rms.max() > 0 else np.ones_like(rms)
+            )
+            x = (x / scale).reshape(-1, x.shape[2])
+            y = np.stack([targets.blocks[t].values[rows_t, :, 0] for t in target_ids], axis=-1).reshape(
+                -1, len(target_ids)
+            )
+            groups_ = np.repeat(np.arange(len(rows_t)), n_comp)
+            intercept = fkey[0] == 0 and fkey[3] == 0
+            if x.shape[1] == 0:  # no feature of this (lambda, sigma): constant or zero model
+                fit = RidgeFit(
+                    weights=np.zeros((0, y.shape[1])),
+                    intercept=y.mean(axis=0) if intercept else np.zeros(y.shape[1]),
+                    alpha=np.zeros(y.shape[1]),
+                    cv_rmse=np.full(y.shape[1], np.nan),
+                )
+            else:
+                fit = fit_ridge_cv(x, y, groups_, alphas=self.alphas, cv=self.cv, intercept=intercept)
+            models[fkey] = {
+                "target_keys": [tuple(int(v) for v in targets.keys.values[t]) for t in target_ids],
+                "scale": scale,
+                "weights": fit.weights,
+                "intercept": fit.intercept,
+                "alpha": fit.alpha,
+                "cv_rmse": fit.cv_rmse,
+            }
+        self.target_key_names_ = targets.keys.names
+        return models
+
+    # ------------------------------------------------------------------ predict
+    def predict_coupled(self, frames) -> BlockMap:
+        """Predicted coupled blocks, keyed like :func:`ncsym.hamiltonian.couple_blocks`."""
+        self._check_fitted()
+        frames = _as_frame_list(frames)
+        unknown = sorted({int(z) for f in frames for z in f.numbers} - set(self.species_))
+        if unknown:
+            raise ValueError(f"species {unknown} were not in the training frames {self.species_}")
+        feats = self.features_.compute(frames)
+        keys, blocks = [], []
+        for fkey, m in self.models_.items():
+            fblock = feats.get(**dict(zip(_FEATURE_KEY_NAMES, fkey, strict=True)))
+            if fblock is None or len(fblock.samples) == 0:
+                continue
+            samples = Labels(BLOCK_SAMPLE_NAMES, fblock.samples.select_columns(BLOCK_SAMPLE_NAMES).values)
+            x = fblock.values / m["scale"]
+            pred = np.einsum("scp,pt->sct", x, m["weights"]) + m["intercept"]
+            for t, tkey in enumerate(m["target_keys"]):
+                keys.append(tkey)
+                blocks.append(Block(pred[:, :, t : t + 1].copy(), samples, Labels.single()))
+        return BlockMap(
+            Labels(self.target_key_names_, np.array(keys).reshape(-1, len(self.target_key_names_))), blocks
+        )
+
+    def predict(self, frames) -> list[np.ndarray]:
+        """Predict AO matrices.
+
+        Parameters
+        ----------
+        frames : ase.Atoms or sequence of ase.Atoms
+
+        Returns
+        -------
+        list of ndarray, shape (n_ao, n_ao)
+            Symmetric matrices in Hartree, same AO order as the training matrices; atom
+            pairs farther apart than the pair cutoff are zero.
+        """
+        frames = _as_frame_list(frames)
+        coupled = self.predict_coupled(frames)
+        orbitals = self._orbitals_for(frames) if self.orbitals is None else self.orbitals
+        mats = blocks_to_matrix(decouple_blocks(coupled), frames, orbitals)
+        return mats if isinstance(mats, list) else [mats]
+
+    # ------------------------------------------------------------------ save/load
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the fitted model to ``.npz`` (atomic write)."""
+        from .._cache import atomic_save
+
+        self._check_fitted()
+        meta = {
+            "format_version": _MODEL_FORMAT_VERSION,
+            "basis": self.basis,
+            "orbitals": {str(z): [list(s) for s in sh] for z, sh in self.orbitals_.items()},
+            "user_orbitals": self.orbitals is not None,
+            "feature_hypers": self.feature_hypers,
+            "species": self.species_,
+            "alphas": list(self.alphas),
+            "cv": self.cv,
+            "target_key_names": list(self.target_key_names_),
+            "models": [],
+        }
+        if hasattr(self.features_, "get_state"):
+            state = self.features_.get_state()
+        else:
+            state = {}
+        arrays = {}
+        for i, (fkey, m) in enumerate(self.models_.items()):
+            meta["models"].append({"key": list(fkey), "target_keys": [list(k) for k in m["target_keys"]]})
+            for name in ("scale", "weights", "intercept", "alpha", "cv_rmse"):
+                arrays[f"m{i}_{name}"] = m[name]
+        for name, value in state.items():
+            arrays[f"features_{name}"] = np.asarray(value)
+        arrays["meta"] = np.array(json.dumps(meta))
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        from pathlib import Path
+
+        atomic_save(Path(path), arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> HamiltonianModel:
+        """Load a model written by :meth:`save`."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                arrays = {k: np.array(data[k]) for k in data.files if k != "meta"}
+        except Exception as exc:
+            raise ValueError(f"`path` {os.fspath(path)!r} is not a saved HamiltonianModel: {exc}") from None
+        if meta.get("format_version") != _MODEL_FORMAT_VERSION:
+            raise ValueError(f"unsupported model format version {meta.get('format_version')}")
+        orbitals = {int(z): [tuple(s) for s in sh] for z, sh in meta["orbitals"].items()}
+        model = cls(
+            basis=meta["basis"],
+            orbitals=orbitals if meta["user_orbitals"] else None,
+            features=meta["feature_hypers"],
+            alphas=meta["alphas"],
+            cv=meta["cv"],
+            progress=False,
+        )
+        model.species_ = meta["species"]
+        model.orbitals_ = check_orbitals(orbitals)
+        model.target_key_names_ = tuple(meta["target_key_names"])
+        features = model._features()
+        state = {k[len("features_") :]: v for k, v in arrays.items() if k.startswith("features_")}
+        if state and hasattr(features, "set_state"):
+            features.set_state(state)
+        model.features_ = features
+        for i, m in enumerate(meta["models"]):
+            model.models_[tuple(m["key"])] = {
+                "target_keys": [tuple(k) for k in m["target_keys"]],
+                **{
+                    name: arrays[f"m{i}_{name}"]
+                    for name in ("scale", "weights", "intercept", "alpha", "cv_rmse")
+                },
+            }
+        return model

@@ -1,0 +1,122 @@
+"""End-to-end tests of the per-block Hamiltonian model (ncsym.hamiltonian.model)."""
+
+import numpy as np
+import pytest
+from scipy.linalg import block_diag, eigh
+
+import ncsym
+from ncsym.hamiltonian import load_water_dataset
+from ncsym.hamiltonian.model import HamiltonianModel
+
+EQUIVARIANCE_TOL = 1e-10  # relative, float64 through features, ridge and reassembly
+SMALL = dict(max_radial=2, max_angular=2, cutoff=3.0, pair_cutoff=3.5)
+
+
+@pytest.fixture(scope="module")
+def water():
+    return load_water_dataset()
+
+
+@pytest.fixture(scope="module")
+def model(water):
+    m = HamiltonianModel(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False)
+    return m.fit(water.frames[:20], water.fock[:20])
+
+
+def _ao_wigner(frame, orbitals, rot):
+    d = ncsym.wigner_d(rot, 4)
+    return block_diag(*[d[l] for z in frame.numbers for _, l in orbitals[int(z)]])
+
+
+def _ao_permutation(frame, orbitals, perm):
+    sizes = [sum(2 * l + 1 for _, l in orbitals[int(z)]) for z in frame.numbers]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return np.concatenate([np.arange(starts[p], starts[p] + sizes[p]) for p in perm])
+
+
+def test_fit_beats_constant_model(model, water):
+    pred = model.predict(water.frames[20:25])
+    ref = water.fock[20:25]
+    err = np.mean([np.abs(p - r).mean() for p, r in zip(pred, ref, strict=True)])
+    mean = np.mean(water.fock[:20], axis=0)
+    base = np.mean([np.abs(mean - r).mean() for r in ref])
+    assert err < 0.2 * base
+    for p in pred:
+        np.testing.assert_array_equal(p, p.T)
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_rotation_equivariance(model, water, improper):
+    frame = water.frames[30].copy()
+    rng = np.random.default_rng(7)
+    rot = ncsym.random_rotation(rng, improper=improper)
+    rotated = frame.copy()
+    rotated.positions = frame.positions @ rot.T
+    f0, f1 = model.predict([frame, rotated])
+    d = _ao_wigner(frame, water.orbitals, rot)
+    expected = d @ f0 @ d.T
+    assert np.abs(f1 - expected).max() <= EQUIVARIANCE_TOL * np.abs(f0).max()
+    s = water.overlap[30]
+    e0 = eigh(f0, s, eigvals_only=True)
+    e1 = eigh(f1, d @ s @ d.T, eigvals_only=True)
+    np.testing.assert_allclose(e1, e0, atol=EQUIVARIANCE_TOL * np.abs(e0).max())
+
+
+def test_permutation_equivariance(model, water):
+    frame = water.frames[31]
+    perm = np.array([2, 0, 1])
+    permuted = frame[perm]
+    f0, f1 = model.predict([frame, permuted])
+    idx = _ao_permutation(frame, water.orbitals, perm)
+    np.testing.assert_array_equal(f1, f0[np.ix_(idx, idx)])
+
+
+def test_translation_invariance(model, water):
+    frame = water.frames[32]
+    moved = frame.copy()
+    moved.positions += np.array([3.1, -2.0, 0.7])
+    f0, f1 = model.predict([frame, moved])
+    assert np.abs(f1 - f0).max() <= EQUIVARIANCE_TOL * np.abs(f0).max()
+
+
+def test_save_load_round_trip(model, water, tmp_path):
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = HamiltonianModel.load(path)
+    a = model.predict(water.frames[40:42])
+    b = loaded.predict(water.frames[40:42])
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_intercept_only_for_onsite_scalars(model):
+    for key, m in model.models_.items():
+        block_type, _, _, lam, _ = key
+        if not (block_type == 0 and lam == 0):
+            np.testing.assert_array_equal(m["intercept"], 0.0)
+
+
+def test_errors(model, water, tmp_path):
+    import ase
+
+    with pytest.raises(ValueError, match="not fitted"):
+        HamiltonianModel(orbitals=water.orbitals).predict(water.frames[:1])
+    with pytest.raises(ValueError, match=r"species \[6\] were not in the training frames"):
+        model.predict([ase.Atoms("CO", positions=[[0, 0, 0], [0, 0, 1.2]])])
+    with pytest.raises(ValueError, match="matrices for"):
+        HamiltonianModel(orbitals=water.orbitals, features=SMALL).fit(water.frames[:3], water.fock[:2])
+    bad = [f.copy() for f in water.fock[:3]]
+    bad[1] = bad[1][:-1, :-1]
+    with pytest.raises(ValueError, match="AO"):
+        HamiltonianModel(orbitals=water.orbitals, features=SMALL).fit(water.frames[:3], bad)
+    asym = [f.copy() for f in water.fock[:3]]
+    asym[0][0, 1] += 1e-3
+    with pytest.raises(ValueError, match="symmetric"):
+        HamiltonianModel(orbitals=water.orbitals, features=SMALL).fit(water.frames[:3], asym)
+    with pytest.raises(TypeError, match=r"`frames\[0\]` must be ase.Atoms"):
+        model.predict(["H2O"])
+    with pytest.raises(ValueError, match="either `basis`"):
+        HamiltonianModel(basis=None)
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a saved HamiltonianModel"):
+        HamiltonianModel.load(tmp_path / "junk.npz")
