@@ -334,3 +334,183 @@ def concatenate_labels(labels: Iterable[Labels]) -> Labels:
         if lab.names != names:
             raise ValueError(f"cannot concatenate labels with names {names} and {lab.names}")
     return Labels(names, np.vstack([lab.values for lab in labels]))
+
+
+def concatenate_blocks(
+    blockmaps: Sequence[BlockMap], system_offsets: Sequence[int] | None = None
+) -> BlockMap:
+    """Stack block maps computed on consecutive sets of structures into one.
+
+    Used to join the results of chunked or distributed computations: the blocks of equal key
+    are concatenated along the sample axis, in the order of ``blockmaps``.
+
+    Parameters
+    ----------
+    blockmaps : sequence of BlockMap
+        One map per chunk of structures.  All maps must share key names; blocks of equal key
+        must share sample names, component size (``2 lambda + 1``) and properties (names and
+        values).  A key missing from some maps contributes no samples from them.
+    system_offsets : sequence of int, optional
+        One integer per map, added to the ``system`` sample column of its blocks (e.g. the
+        index of the chunk's first structure, for calculators that count structures from 0
+        within each call).  ``None`` keeps sample labels as they are.
+
+    Returns
+    -------
+    BlockMap
+        Keys: the union of the keys of ``blockmaps``, ordered by :func:`merge_key_order`
+        (the calculator's own order when the maps reveal it).  ``info`` is the ``info`` of
+        the first map.
+
+    Raises
+    ------
+    TypeError
+        If ``blockmaps`` holds something other than :class:`BlockMap`.
+    ValueError
+        If ``blockmaps`` is empty, metadata disagree between maps, ``system_offsets`` has the
+        wrong length or offsets are given for blocks without a ``system`` sample column.
+    """
+    maps = list(blockmaps)
+    if not maps:
+        raise ValueError("`blockmaps` must contain at least one BlockMap, got an empty sequence")
+    for i, m in enumerate(maps):
+        if not isinstance(m, BlockMap):
+            raise TypeError(f"`blockmaps` must contain ncsym.BlockMap, got {type(m).__name__} at position {i}")
+    if system_offsets is not None:
+        offsets = [int(o) for o in system_offsets]
+        if len(offsets) != len(maps):
+            raise ValueError(
+                f"`system_offsets` must have one entry per block map ({len(maps)}), got {len(offsets)}"
+            )
+    else:
+        offsets = None
+    names = maps[0].keys.names
+    for i, m in enumerate(maps[1:], start=1):
+        if m.keys.names != names:
+            raise ValueError(
+                f"cannot concatenate block maps with key names {names} and {m.keys.names} (map {i})"
+            )
+
+    union = merge_key_order([m.keys.values for m in maps])
+
+    blocks = []
+    for row in union:
+        key = tuple(int(v) for v in row)
+        parts: list[tuple[int, Block]] = []
+        for i, m in enumerate(maps):
+            pos = m.keys.position(key)
+            if pos is not None:
+                parts.append((i, m.blocks[pos]))
+        ref = parts[0][1]
+        for i, b in parts[1:]:
+            if b.samples.names != ref.samples.names:
+                raise ValueError(
+                    f"block {dict(zip(names, key, strict=True))}: sample names {ref.samples.names} "
+                    f"and {b.samples.names} (map {i}) differ"
+                )
+            if b.values.shape[1] != ref.values.shape[1]:
+                raise ValueError(
+                    f"block {dict(zip(names, key, strict=True))}: component sizes {ref.values.shape[1]} "
+                    f"and {b.values.shape[1]} (map {i}) differ"
+                )
+            if b.properties != ref.properties:
+                raise ValueError(
+                    f"block {dict(zip(names, key, strict=True))}: properties differ between map "
+                    f"{parts[0][0]} and map {i}; every chunk must be computed with the same "
+                    "hyperparameters and species list"
+                )
+        samples = []
+        for i, b in parts:
+            values = b.samples.values
+            if offsets is not None and offsets[i] != 0:
+                if "system" not in b.samples.names:
+                    raise ValueError(
+                        f"`system_offsets` given but block {dict(zip(names, key, strict=True))} has no "
+                        f"`system` sample column (sample names {b.samples.names})"
+                    )
+                values = values.copy()
+                values[:, b.samples.names.index("system")] += offsets[i]
+            samples.append(values)
+        if len(parts) == 1 and (offsets is None or offsets[parts[0][0]] == 0):
+            blocks.append(Block(ref.values, ref.samples, ref.properties))
+            continue
+        blocks.append(
+            Block(
+                np.concatenate([b.values for _, b in parts], axis=0),
+                Labels(ref.samples.names, np.concatenate(samples, axis=0)),
+                ref.properties,
+            )
+        )
+    return BlockMap(Labels(names, union), blocks, maps[0].info)
+
+
+def merge_key_order(key_values: Sequence[np.ndarray]) -> np.ndarray:
+    """Union of several key lists, in an order consistent with every one of them.
+
+    Calculators list their keys in a fixed order (sorted on some columns, ascending or
+    descending, e.g. ``o3_lambda`` up then ``o3_sigma`` down); chunks of structures may hold
+    different subsets of the keys.  The union is sorted by the first lexicographic order
+    (columns in their given priority first, ascending before descending) under which every
+    list is sorted, which recovers the calculator's order of the full key set.  If no such
+    order exists, keys are merged preserving each list's relative order (first appearance
+    breaks ties).
+
+    Parameters
+    ----------
+    key_values : sequence of ndarray of int, shape (n_keys_i, n_columns)
+        Key rows of each map, in the map's order.
+
+    Returns
+    -------
+    ndarray of int32, shape (n_union, n_columns)
+    """
+    import itertools
+
+    lists = [np.asarray(v, dtype=np.int64).reshape(len(v), -1) for v in key_values]
+    if not lists:
+        raise ValueError("`key_values` must contain at least one key array")
+    n_cols = lists[0].shape[1]
+    first = lists[0]
+    if all(v.shape == first.shape and np.array_equal(v, first) for v in lists):
+        return first.astype(np.int32)
+    seen: dict[tuple[int, ...], None] = {}
+    for v in lists:
+        for row in v:
+            seen.setdefault(tuple(int(x) for x in row), None)
+    union = list(seen)
+
+    for perm in itertools.permutations(range(n_cols)):
+        for signs in itertools.product((1, -1), repeat=n_cols):
+
+            def rank(row, perm=perm, signs=signs):
+                return tuple(signs[c] * int(row[c]) for c in perm)
+
+            if all(all(rank(v[i]) < rank(v[i + 1]) for i in range(len(v) - 1)) for v in lists):
+                union.sort(key=rank)
+                return np.array(union, dtype=np.int32).reshape(-1, n_cols)
+
+    # no lexicographic order fits: keep every list's relative order (Kahn, stable)
+    position = {key: i for i, key in enumerate(union)}
+    successors: dict[tuple, set] = {key: set() for key in union}
+    indegree = dict.fromkeys(union, 0)
+    for v in lists:
+        rows = [tuple(int(x) for x in row) for row in v]
+        for a, b in zip(rows, rows[1:], strict=False):
+            if b not in successors[a]:
+                successors[a].add(b)
+                indegree[b] += 1
+    import heapq
+
+    ready = [(position[k], k) for k in union if indegree[k] == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, key = heapq.heappop(ready)
+        out.append(key)
+        for nxt in successors[key]:
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                heapq.heappush(ready, (position[nxt], nxt))
+    if len(out) != len(union):  # contradictory orders: first appearance
+        out = union
+    return np.array(out, dtype=np.int32).reshape(-1, n_cols)
