@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -51,6 +52,10 @@ class Labels:
                 arr = arr.astype(np.int64)
             else:
                 raise TypeError(f"`values` must be integers, got dtype {arr.dtype}")
+        if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+            raise ValueError(
+                f"`values` must fit in int32, got values in [{arr.min()}, {arr.max()}] for names {names}"
+            )
         arr = np.ascontiguousarray(arr, dtype=np.int32)
         arr.flags.writeable = False
         self.names = names
@@ -253,6 +258,8 @@ class BlockMap:
         try:
             with open(tmp, "wb") as fd:
                 np.savez(fd, **arrays)
+                fd.flush()
+                os.fsync(fd.fileno())
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -278,7 +285,7 @@ class BlockMap:
                         data[f"b{i}_properties"],
                     )
                     blocks.append(Block(np.array(data[f"b{i}_values"]), samples, props))
-        except (KeyError, OSError, EOFError, json.JSONDecodeError) as exc:
+        except (KeyError, OSError, EOFError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"`path` {os.fspath(path)!r} is not a valid ncsym block file: {exc}") from None
         return cls(keys, blocks, info)
 
