@@ -32,6 +32,9 @@ _LAZY = {
     "PairFeatures": "ncsym.pairs",
     "hamiltonian_features": "ncsym.pairs",
     "generate_coupling_module": "ncsym.codegen",
+    # pipeline
+    "compute_chunked": "ncsym.pipeline",
+    "load_features": "ncsym.pipeline",
 }
 
 __all__ = ["__version__", *_LAZY]
