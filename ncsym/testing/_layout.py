@@ -295,7 +295,7 @@ def _from_labelled(keys_names, keys_values, blocks_data) -> dict[tuple, _Block]:
             np.asarray(values, dtype=np.float64),
             tuple(sample_names),
             np.asarray(samples, dtype=np.int64).reshape(values.shape[0], len(sample_names)),
-            np.asarray(properties, dtype=np.int64).reshape(values.shape[2], -1),
+            _property_rows(properties, values.shape[2]),
             int(block_type) if block_type is not None else None,
         )
     if len(out) != len(blocks_data):
@@ -433,3 +433,13 @@ def _validate_blocks(blocks: dict[tuple, _Block], n_atoms: int) -> None:
             raise OutputError(
                 f"block {format_key(key)} has only some of the samples {SHIFT_COLUMNS}"
             )
+
+
+def _property_rows(properties, n_properties: int) -> np.ndarray:
+    """Property labels as an ``(n_properties, n_columns)`` array (``n_properties`` may be 0)."""
+    props = np.asarray(properties, dtype=np.int64)
+    if props.ndim == 2 and props.shape[0] == n_properties:
+        return props
+    if props.size == 0:
+        return np.zeros((n_properties, 0), dtype=np.int64)
+    return props.reshape(n_properties, -1)
