@@ -32,6 +32,10 @@ ROUND_TRIP_TOLERANCE = 1e-14
 SELECTION_TOLERANCE = 1e-14
 #: Equivariance of coupled blocks, X(R A) = D_lambda X(A) (absolute).
 EQUIVARIANCE_TOLERANCE = 1e-10
+#: Two independent SCF runs (original and rotated molecule) converged to gradient <= 1e-8 agree
+#: only to that level: the comparison of their coupled blocks is bounded by the SCF, not by the
+#: coupling (whose exact equivariance is checked on exactly rotated matrices above).
+SCF_TOLERANCE = 1e-8
 
 
 def structure(numbers) -> ase.Atoms:
@@ -166,7 +170,7 @@ def test_pyscf_water_selection_rules_and_rotation():
     d = wigner_from_sphericart(rotation, 4)
     for (key, a), b in zip(coupled.items(), coupled_rot.blocks, strict=True):
         expected = np.einsum("mn,snp->smp", d[key["o3_lambda"]], a.values)
-        assert np.max(np.abs(b.values - expected)) < EQUIVARIANCE_TOLERANCE
+        assert np.max(np.abs(b.values - expected)) < SCF_TOLERANCE
 
 
 def test_decouple_bad_input():
