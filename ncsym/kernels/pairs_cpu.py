@@ -1,0 +1,205 @@
+"""Numba CPU kernels for gathered, segment-summed Clebsch-Gordan products (N-centre features).
+
+:func:`cg_product_segments` serves every product of :mod:`ncsym.pairs`: pair features
+``rho_i ⊗ g_ij``, lambda-SOAP ``rho_i ⊗ rho_i``, j-decorated terms ``rho_j ⊗ g_ij``,
+three-centre terms ``(rho_i ⊗ g_ij) ⊗ g_ik`` and message-passing sums
+``sum_j g_ij ⊗ rho_j``.  :func:`cg_product_separable` is the fast path for products with one
+neighbour's expansion ``g_ij``, whose coefficients factor as ``I_nl(r_ij) Y_l^m(r_ij / r_ij)``.
+
+Data layout
+    A *flat factor* is a 2-D float64 array ``(n_rows, width)`` holding several equivariant blocks
+    side by side: block ``b`` of order ``l`` with ``P`` properties occupies the columns
+    ``offset_b + m * P + p`` for ``m = 0 .. 2l`` (that is ``m = -l .. l``) and ``p = 0 .. P-1``,
+    exactly ``values.reshape(n_rows, -1)`` of a ``(n_rows, 2l + 1, P)`` block.
+Product
+    Output row ``r`` sums the samples ``s = seg[r] .. seg[r + 1] - 1``; each sample reads row
+    ``idx_a[s]`` of ``a`` and row ``idx_b[s]`` of ``b``.  For a *term* coupling block ``(l1, P1)``
+    of ``a`` with block ``(l2, P2)`` of ``b`` through the CG table ``(l1, l2, lam)``::
+
+        out[r, mu, out_offset + p * P2 + q] += sum_s sum_{m1, m2} cg[m1, m2, mu]
+                                               a[idx_a[s], m1, p] b[idx_b[s], m2, q]
+
+    Properties of ``a`` run slowest, those of ``b`` fastest.  Output blocks are passed as 2-D
+    ``(n_out, (2 lam + 1) * P)`` views, so entry ``(mu, p)`` of row ``r`` is ``[r, mu * P + p]``.
+Method
+    For each sample and each pair of input blocks the outer product
+    ``u[m1, m2, p, q] = a[m1, p] b[m2, q]`` is formed once in a per-thread buffer and reused by
+    every output order ``lam``; each CG non-zero then adds one contiguous ``P1 * P2`` vector into
+    the output (vectorisable).  Rows are independent, so the outer loop is parallel; every row is
+    written by one thread in a fixed order, which makes results independent of the thread count.
+    No ``fastmath``: equivariance to 1e-12 and exact exchange symmetry need IEEE arithmetic.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["cg_product_segments", "cg_product_separable", "PAIR_COLUMNS", "TERM_COLUMNS"]
+
+#: Columns of the ``pairs`` table: ``a_offset, 2 l1 + 1, P1, b_offset, 2 l2 + 1, P2,
+#: first_term, stop_term`` (terms ``first_term .. stop_term - 1`` use this pair of blocks).
+PAIR_COLUMNS = ("a_offset", "a_size", "a_props", "b_offset", "b_size", "b_props", "start", "stop")
+
+#: Columns of the ``terms`` table: ``cg_table, out_block, out_offset, out_width``;
+#: ``cg_table`` indexes ``cg_offsets``, ``out_block`` the list of output arrays, and
+#: ``out_width`` is the number of properties ``P`` of that output block.
+TERM_COLUMNS = ("cg_table", "out_block", "out_offset", "out_width")
+
+
+@numba.njit(parallel=True, cache=True)
+def cg_product_segments(
+    a, idx_a, b, idx_b, seg, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, outs, chunk
+):  # pragma: no cover - compiled
+    """Accumulate gathered CG products into ``outs`` (see the module docstring).
+
+    Parameters
+    ----------
+    a : float64 (n_a, width_a)
+        First flat factor.
+    idx_a : int64 (n_samples,)
+        Row of ``a`` read by each sample.
+    b : float64 (n_b, width_b)
+        Second flat factor.
+    idx_b : int64 (n_samples,)
+        Row of ``b`` read by each sample.
+    seg : int64 (n_out + 1,)
+        Output row ``r`` sums samples ``seg[r] .. seg[r + 1] - 1`` (non-decreasing).
+    pairs : int64 (n_pairs, 8)
+        Block pairs, columns :data:`PAIR_COLUMNS`.
+    terms : int64 (n_terms, 4)
+        Terms, columns :data:`TERM_COLUMNS`.
+    cg_offsets : int64 (n_tables + 1,)
+        Entries of table ``t`` are ``cg_offsets[t] .. cg_offsets[t + 1] - 1``.
+    cg_m1, cg_m2, cg_mu : int32 (nnz,)
+        Component indices counted from zero.
+    cg_coef : float64 (nnz,)
+        CG coefficients.
+    outs : typed list of float64 (n_out, (2 lam + 1) * n_properties) arrays
+        Output blocks (``(n_out, 2 lam + 1, n_properties)`` blocks reshaped, C order),
+        accumulated in place (the caller zeroes them).
+    chunk : int
+        Output rows handled by one task of the parallel loop.
+    """
+    n_out = seg.shape[0] - 1
+    n_pairs = pairs.shape[0]
+    max_u = 1
+    for t in range(n_pairs):
+        size = pairs[t, 1] * pairs[t, 2] * pairs[t, 4] * pairs[t, 5]
+        if size > max_u:
+            max_u = size
+    n_chunks = (n_out + chunk - 1) // chunk
+    for c in numba.prange(n_chunks):
+        u = np.empty(max_u)
+        r_stop = min((c + 1) * chunk, n_out)
+        for r in range(c * chunk, r_stop):
+            for s in range(seg[r], seg[r + 1]):
+                a_row = a[idx_a[s]]
+                b_row = b[idx_b[s]]
+                for t in range(n_pairs):
+                    a_off = pairs[t, 0]
+                    da = pairs[t, 1]
+                    pa = pairs[t, 2]
+                    b_off = pairs[t, 3]
+                    db = pairs[t, 4]
+                    pb = pairs[t, 5]
+                    width = pa * pb
+                    for m1 in range(da):
+                        for m2 in range(db):
+                            base = (m1 * db + m2) * width
+                            b_start = b_off + m2 * pb
+                            for p in range(pa):
+                                x = a_row[a_off + m1 * pa + p]
+                                row = base + p * pb
+                                for q in range(pb):
+                                    u[np.uint64(row + q)] = x * b_row[np.uint64(b_start + q)]
+                    for k in range(pairs[t, 6], pairs[t, 7]):
+                        table = terms[k, 0]
+                        out_r = outs[terms[k, 1]][r]
+                        o_off = terms[k, 2]
+                        stride = terms[k, 3]
+                        for e in range(cg_offsets[table], cg_offsets[table + 1]):
+                            coef = cg_coef[e]
+                            ubase = (cg_m1[e] * db + cg_m2[e]) * width
+                            obase = cg_mu[e] * stride + o_off
+                            # unsigned indices: no negative-index wraparound test, so LLVM
+                            # vectorises this axpy (several times faster)
+                            for f in range(width):
+                                out_r[np.uint64(obase + f)] += coef * u[np.uint64(ubase + f)]
+
+
+@numba.njit(parallel=True, cache=True)
+def cg_product_separable(
+    a, idx_a, y, radial, idx_b, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, outs, chunk
+):  # pragma: no cover - compiled
+    """Gathered CG products with a separable second factor ``b[m2, q] = y[m2] radial[q]``.
+
+    The expansion of one neighbour's density, ``<n l m|g_ij> = I_nl(r_ij) Y_l^m(r_ij / r_ij)``,
+    is separable, so for each output order ``lam``::
+
+        out[r, mu, p * P2 + q] = T[mu, p] radial[idx_b[r], l2, q],
+        T[mu, p] = sum_{m1, m2} cg[m1, m2, mu] y[idx_b[r], l2^2 + m2] a[idx_a[r], m1, p],
+
+    which costs ``nnz * P1 + (2 lam + 1) * P1 * P2`` per term instead of ``nnz * P1 * P2``.
+    Outputs are **assigned** (every entry of a block belongs to exactly one term).
+
+    Parameters
+    ----------
+    a, idx_a
+        As in :func:`cg_product_segments`.
+    y : float64 (n_b, (lmax + 1)**2)
+        Angular factor of each row of the second factor.
+    radial : float64 (n_b, lmax + 1, P2)
+        Radial factor of each row and order ``l2``.
+    idx_b : int64 (n_out,)
+        Row of ``y`` / ``radial`` for each output row.
+    pairs : int64 (n_pairs, 8)
+        As in :func:`cg_product_segments`, except that column 3 holds ``l2``.
+    terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, outs, chunk
+        As in :func:`cg_product_segments`.
+    """
+    n_out = idx_a.shape[0]
+    n_pairs = pairs.shape[0]
+    max_t = 1
+    for t in range(n_pairs):
+        for k in range(pairs[t, 6], pairs[t, 7]):
+            size = (outs[terms[k, 1]].shape[1] // terms[k, 3]) * pairs[t, 2]
+            if size > max_t:
+                max_t = size
+    n_chunks = (n_out + chunk - 1) // chunk
+    for c in numba.prange(n_chunks):
+        tmp = np.empty(max_t)
+        r_stop = min((c + 1) * chunk, n_out)
+        for r in range(c * chunk, r_stop):
+            a_row = a[idx_a[r]]
+            y_row = y[idx_b[r]]
+            rad = radial[idx_b[r]]
+            for t in range(n_pairs):
+                a_off = pairs[t, 0]
+                pa = pairs[t, 2]
+                l2 = pairs[t, 3]
+                pb = pairs[t, 5]
+                y0 = l2 * l2
+                rad_l = rad[l2]
+                for k in range(pairs[t, 6], pairs[t, 7]):
+                    table = terms[k, 0]
+                    out_r = outs[terms[k, 1]][r]
+                    o_off = terms[k, 2]
+                    stride = terms[k, 3]
+                    n_mu = out_r.shape[0] // stride
+                    for e in range(n_mu * pa):
+                        tmp[e] = 0.0
+                    for e in range(cg_offsets[table], cg_offsets[table + 1]):
+                        cy = cg_coef[e] * y_row[y0 + cg_m2[e]]
+                        if cy == 0.0:
+                            continue
+                        t_base = cg_mu[e] * pa
+                        a_base = a_off + cg_m1[e] * pa
+                        for p in range(pa):
+                            tmp[np.uint64(t_base + p)] += cy * a_row[np.uint64(a_base + p)]
+                    for mu in range(n_mu):
+                        for p in range(pa):
+                            x = tmp[mu * pa + p]
+                            o_base = mu * stride + o_off + p * pb
+                            for q in range(pb):
+                                out_r[np.uint64(o_base + q)] = x * rad_l[q]
