@@ -10,7 +10,9 @@
   (atom-pair, shell-pair blocks; block types 0, +1, -1, 2);
 * :mod:`~ncsym.hamiltonian.coupling` -- :func:`couple_blocks` / :func:`decouple_blocks`
   into ``(lambda, sigma)`` equivariant blocks (``ncsym.BlockMap``);
-* :mod:`~ncsym.hamiltonian.metrics` -- :func:`metrics` (matrix and orbital-energy errors).
+* :mod:`~ncsym.hamiltonian.metrics` -- :func:`metrics` (matrix and orbital-energy errors);
+* :mod:`~ncsym.hamiltonian.model` -- :class:`HamiltonianModel` (per-block ridge models on
+  :class:`ncsym.PairFeatures`, ``fit`` / ``predict`` / ``save`` / ``load``).
 
 Units: Angstrom, Hartree.  Importing this package imports neither PySCF nor Numba.
 """
@@ -30,6 +32,7 @@ from .blocks import (
 )
 from .coupling import COUPLED_KEY_NAMES, couple_blocks, decouple_blocks, kept_lambdas
 from .metrics import metrics
+from .model import HamiltonianModel
 from .pyscf_data import (
     HamiltonianData,
     SCFNotConvergedError,
@@ -51,6 +54,7 @@ __all__ = [
     "MatrixBlock",
     "MatrixBlocks",
     "HamiltonianData",
+    "HamiltonianModel",
     "SAPHResult",
     "SCFNotConvergedError",
     "ao_labels",
