@@ -147,8 +147,17 @@ def fit_ridge_cv(
         y_mean = y.mean(axis=0)
         x = x - x_mean
         y = y - y_mean
+    if n_feat == 0 or not np.any(x):
+        # no information in the features: the model is the intercept (or zero)
+        b0 = y_mean if intercept else np.zeros(n_targets)
+        return RidgeFit(
+            weights=np.zeros((n_feat, n_targets)),
+            intercept=b0,
+            alpha=np.zeros(n_targets),
+            cv_rmse=np.full(n_targets, np.nan),
+        )
     dec = _Decomposition(x, y)
-    scale = max(float(dec.e.sum()) / max(n_feat, 1), 1e-300)
+    scale = float(dec.e.sum()) / n_feat
     rel = np.asarray(alphas, dtype=np.float64)
     abs_alphas = rel * scale
     n_groups = len(np.unique(groups))

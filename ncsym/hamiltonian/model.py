@@ -30,7 +30,7 @@ import numpy as np
 
 from .._checks import check_int
 from ..blocks import Block, BlockMap, Labels, concatenate_blocks
-from ._ridge import DEFAULT_ALPHAS, RidgeFit, fit_ridge_cv
+from ._ridge import DEFAULT_ALPHAS, fit_ridge_cv
 from .blocks import BLOCK_SAMPLE_NAMES, blocks_to_matrix, check_orbitals, matrix_to_blocks
 from .coupling import couple_blocks, decouple_blocks
 
@@ -262,21 +262,13 @@ class HamiltonianModel:
             scale = (
                 np.maximum(rms, SCALE_FLOOR * rms.max()) if rms.size and rms.max() > 0 else np.ones_like(rms)
             )
-            x = (x / scale).reshape(-1, x.shape[2])
+            x = (x / scale).reshape(x.shape[0] * x.shape[1], x.shape[2])
             y = np.stack([targets.blocks[t].values[rows_t, :, 0] for t in target_ids], axis=-1).reshape(
                 -1, len(target_ids)
             )
             groups_ = np.repeat(np.arange(len(rows_t)), n_comp)
             intercept = fkey[0] == 0 and fkey[3] == 0
-            if x.shape[1] == 0:  # no feature of this (lambda, sigma): constant or zero model
-                fit = RidgeFit(
-                    weights=np.zeros((0, y.shape[1])),
-                    intercept=y.mean(axis=0) if intercept else np.zeros(y.shape[1]),
-                    alpha=np.zeros(y.shape[1]),
-                    cv_rmse=np.full(y.shape[1], np.nan),
-                )
-            else:
-                fit = fit_ridge_cv(x, y, groups_, alphas=self.alphas, cv=self.cv, intercept=intercept)
+            fit = fit_ridge_cv(x, y, groups_, alphas=self.alphas, cv=self.cv, intercept=intercept)
             models[fkey] = {
                 "target_keys": [tuple(int(v) for v in targets.keys.values[t]) for t in target_ids],
                 "scale": scale,

@@ -102,3 +102,13 @@ def test_kfold_and_bad_cv():
 
     with pytest.raises(ValueError, match="`cv` must be"):
         fit_ridge_cv(x, y, np.arange(40), cv="bogus")
+
+
+def test_all_zero_features_give_intercept_only():
+    y = np.arange(12.0).reshape(6, 2)
+    fit = fit_ridge_cv(np.zeros((6, 3)), y, np.arange(6), intercept=True)
+    np.testing.assert_array_equal(fit.weights, 0.0)
+    np.testing.assert_allclose(fit.intercept, y.mean(axis=0))
+    fit = fit_ridge_cv(np.zeros((6, 0)), y, np.arange(6))
+    assert fit.weights.shape == (0, 2)
+    np.testing.assert_array_equal(fit.intercept, 0.0)
