@@ -10,6 +10,7 @@ SHA-256 checksum of its payload; anything that does not match is reported as
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -47,14 +48,19 @@ def checksum(arrays: dict[str, np.ndarray], names: list[str]) -> str:
     return h.hexdigest()
 
 
-def atomic_save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` (``.npz``) atomically; creates the directory."""
+@contextlib.contextmanager
+def atomic_writer(path, mode: str = "wb", **kwargs):
+    """Open a temporary file next to ``path``; on success fsync it and rename it to ``path``.
+
+    The directory is created.  On any error (or interrupt) the temporary file is removed and
+    ``path`` is left as it was, so readers never see a partial file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -64,6 +70,12 @@ def atomic_save(path: Path, arrays: dict[str, np.ndarray]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_save(path: Path, arrays: dict[str, np.ndarray], *, compress: bool = False) -> None:
+    """Write ``arrays`` to ``path`` (``.npz``) atomically; creates the directory."""
+    with atomic_writer(path) as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)
 
 
 def load_checked(

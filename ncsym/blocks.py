@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ._cache import atomic_save
+
 __all__ = ["Labels", "Block", "BlockMap"]
 
 _FORMAT_VERSION = 1
@@ -253,17 +255,7 @@ class BlockMap:
         path = os.fspath(path)
         if not path.endswith(".npz"):
             path += ".npz"
-        directory = os.path.dirname(os.path.abspath(path))
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as fd:
-                np.savez(fd, **arrays)
-                fd.flush()
-                os.fsync(fd.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_save(path, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BlockMap:
@@ -382,7 +374,9 @@ def concatenate_blocks(
         raise ValueError("`blockmaps` must contain at least one BlockMap, got an empty sequence")
     for i, m in enumerate(maps):
         if not isinstance(m, BlockMap):
-            raise TypeError(f"`blockmaps` must contain ncsym.BlockMap, got {type(m).__name__} at position {i}")
+            raise TypeError(
+                f"`blockmaps` must contain ncsym.BlockMap, got {type(m).__name__} at position {i}"
+            )
     if system_offsets is not None:
         offsets = [int(o) for o in system_offsets]
         if len(offsets) != len(maps):

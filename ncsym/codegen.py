@@ -25,7 +25,6 @@ Generated API
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from ._checks import check_angular, check_int
@@ -385,20 +384,10 @@ GENERATOR_VERSION = {GENERATOR_VERSION}
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from ._cache import atomic_writer
+
+    with atomic_writer(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -616,15 +616,9 @@ def save_dataset(data: HamiltonianData, path: str | os.PathLike, *, compress: bo
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fd:
-            (np.savez_compressed if compress else np.savez)(fd, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from .._cache import atomic_save
+
+    atomic_save(path, arrays, compress=compress)
 
 
 def load_dataset(path: str | os.PathLike) -> HamiltonianData:
