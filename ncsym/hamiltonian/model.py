@@ -203,7 +203,7 @@ class HamiltonianModel:
         self.orbitals_ = self._orbitals_for(frames)
         targets = couple_blocks(matrix_to_blocks(matrices, frames, self.orbitals_))
         features = self._features()
-        if getattr(features, "contraction", None) is not None and hasattr(features, "fit"):
+        if hasattr(features, "fit"):  # fixes the species, fits any PCA contraction
             features.fit(frames)
         self.features_ = features
         feats = self._compute_features(frames)
