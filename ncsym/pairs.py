@@ -2091,6 +2091,15 @@ class PairFeatures(_Base):
                 else:
                     parts.append(setup.sum_plan(pf_flat, b.flat(), centers, centers).values)
             if setup.message is not None:
+                needed = n_centers * _bytes_per_row(setup.message.last.meta)
+                if needed > self.memory_budget:  # checked before allocating the output
+                    raise _too_big(
+                        "the message-passing features of these frames",
+                        needed,
+                        self.memory_budget,
+                        "lower max_angular, max_radial or max_lambda, request `contraction`, "
+                        "or call `compute` on fewer frames at a time",
+                    )
                 outs = setup.message.last.allocate(n_centers)
                 budget = self.memory_budget * _INTERMEDIATE_SHARE
                 for sl in _chunks(n_centers, setup.message.message_bytes_per_center(), budget):

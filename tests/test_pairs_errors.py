@@ -223,3 +223,21 @@ def test_hamiltonian_features_chunk_pairs(tiny_chunks):
     assert max(tiny_chunks) == 1
     for b1, b2 in zip(full.blocks, chunked.blocks, strict=True):
         np.testing.assert_array_equal(b1.values, b2.values)
+
+
+def test_message_passing_output_checked_before_allocation():
+    """Wide message-passing features are refused up front instead of exhausting memory."""
+    import ase.build
+
+    import ncsym
+
+    calc = ncsym.PairFeatures(
+        species=[1, 8],
+        max_radial=4,
+        max_angular=6,
+        max_lambda=4,
+        message_passing=True,
+        memory_budget=200 * 2**20,
+    )
+    with pytest.raises(ValueError, match="message-passing features of these frames need"):
+        calc.compute([ase.build.molecule("H2O")] * 4)
