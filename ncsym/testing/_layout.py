@@ -23,11 +23,21 @@ import numpy as np
 
 __all__ = ["ArrayLayout", "OutputError", "normalise_output"]
 
-#: Sample columns holding one atom index, and the two atoms of a pair.
+#: Sample columns holding one atom index, the two atoms of a pair and the third atom of a triple.
 ATOM_COLUMNS = ("atom", "center")
 PAIR_COLUMNS = ("first_atom", "second_atom")
+THIRD_ATOM_COLUMN = "third_atom"
 #: Sample columns holding the cell shift of a pair (metatensor / featomic names).
 SHIFT_COLUMNS = ("cell_shift_a", "cell_shift_b", "cell_shift_c")
+#: Groups of cell-shift columns and the atoms they join: ``(shift columns, origin, image)``.
+#: A group describes the vector ``x_image - x_origin + shift @ cell``.  Three-centre samples
+#: (:class:`ncsym.pairs.ThreeCentreFeatures`) carry the shifts of ``second_atom`` (``_2``) and of
+#: ``third_atom`` (``_3``) relative to ``first_atom``.
+SHIFT_GROUPS = (
+    (SHIFT_COLUMNS, "first_atom", "second_atom"),
+    (tuple(f"{c}_2" for c in SHIFT_COLUMNS), "first_atom", "second_atom"),
+    (tuple(f"{c}_3" for c in SHIFT_COLUMNS), "first_atom", THIRD_ATOM_COLUMN),
+)
 
 
 class OutputError(Exception):
@@ -51,15 +61,35 @@ class _Block:
     @property
     def atom_columns(self) -> tuple[int, ...]:
         """Positions of the sample columns that hold atom indices."""
-        return tuple(i for i, n in enumerate(self.sample_names) if n in ATOM_COLUMNS + PAIR_COLUMNS)
+        names = ATOM_COLUMNS + PAIR_COLUMNS + (THIRD_ATOM_COLUMN,)
+        return tuple(i for i, n in enumerate(self.sample_names) if n in names)
 
     @property
     def is_pair(self) -> bool:
         return all(n in self.sample_names for n in PAIR_COLUMNS)
 
     @property
+    def is_triple(self) -> bool:
+        return self.is_pair and THIRD_ATOM_COLUMN in self.sample_names
+
+    @property
+    def shift_groups(self) -> tuple[tuple[tuple[str, ...], str, str], ...]:
+        """The :data:`SHIFT_GROUPS` present in full (with both of their atom columns)."""
+        names = self.sample_names
+        return tuple(
+            group
+            for group in SHIFT_GROUPS
+            if all(n in names for n in group[0]) and group[1] in names and group[2] in names
+        )
+
+    @property
+    def shift_columns(self) -> tuple[int, ...]:
+        """Positions of the sample columns that hold cell shifts (matched through vectors)."""
+        return tuple(self.sample_names.index(n) for group in self.shift_groups for n in group[0])
+
+    @property
     def has_shifts(self) -> bool:
-        return all(n in self.sample_names for n in SHIFT_COLUMNS)
+        return bool(self.shift_groups)
 
 
 def format_key(key: tuple) -> str:
@@ -428,11 +458,12 @@ def _validate_blocks(blocks: dict[tuple, _Block], n_atoms: int) -> None:
                     f"{int(atoms.max())} (min {int(atoms.min())}), but the structure has "
                     f"{n_atoms} atoms"
                 )
-        shift_present = [n in block.sample_names for n in SHIFT_COLUMNS]
-        if any(shift_present) and not all(shift_present):
-            raise OutputError(
-                f"block {format_key(key)} has only some of the samples {SHIFT_COLUMNS}"
-            )
+        for columns, _, _ in SHIFT_GROUPS:
+            shift_present = [n in block.sample_names for n in columns]
+            if any(shift_present) and not all(shift_present):
+                raise OutputError(
+                    f"block {format_key(key)} has only some of the samples {columns}"
+                )
 
 
 def _property_rows(properties, n_properties: int) -> np.ndarray:

@@ -19,13 +19,17 @@ check                     rule for a block ``(lambda, sigma)``
 ========================  =====================================================================
 
 Samples are matched by their labels: ``system`` and other columns unchanged, atom columns
-(``atom``, ``first_atom``, ``second_atom``) relabelled by the permutation.  Pairs with
-``cell_shift_a/b/c`` samples are matched by ``(first_atom, second_atom, r_ij)`` with
+(``atom``, ``first_atom``, ``second_atom``, ``third_atom``) relabelled by the permutation.  Pairs
+with ``cell_shift_a/b/c`` samples are matched by ``(first_atom, second_atom, r_ij)`` with
 ``r_ij = x_j - x_i + shift @ cell`` (featomic/metatensor convention, Angstrom) rather than by raw
 shift labels, so a descriptor may legitimately relabel shifts when atoms are wrapped or the cell
-is inverted.  A pair ``(i, j)`` that appears only as ``(j, i)`` after a permutation is compared
-with the swapped sample times the block's ``block_type`` when it is +1 or -1 (DESIGN.md
-symmetrised pairs ``(rho_ij ± rho_ji) / sqrt 2``), and times +1 otherwise.
+is inverted.  Three-centre samples ``(first_atom, second_atom, third_atom)`` with
+``cell_shift_a/b/c_2`` (of ``second_atom``) and ``cell_shift_a/b/c_3`` (of ``third_atom``) are
+matched the same way by ``(i, j, k, r_ij, r_ik)``.  A pair ``(i, j)`` that appears only as
+``(j, i)`` after a permutation (a triple ``(i, j, k)`` only as ``(i, k, j)``) is compared with
+the exchanged sample times the block's ``block_type`` when it is +1 or -1 (DESIGN.md
+symmetrised pairs ``(rho_ij ± rho_ji) / sqrt 2``, three-centre ``(T_ijk ± T_ikj) / sqrt 2``),
+and times +1 otherwise.
 
 Errors
 ------
@@ -58,7 +62,7 @@ from ._frames import (
 )
 from ._layout import (
     PAIR_COLUMNS,
-    SHIFT_COLUMNS,
+    THIRD_ATOM_COLUMN,
     OutputError,
     _Block,
     format_key,
@@ -299,11 +303,11 @@ def _sample_dict(block: _Block, row: int) -> dict:
 
 
 def _target_index(block: _Block, frame) -> dict:
-    """``discrete sample labels -> [(row, r_ij or None), ...]`` for a transformed output."""
+    """``discrete sample labels -> [(row, vectors or None), ...]`` for a transformed output."""
     cached = block._cache.get("index")
     if cached is not None:
         return cached
-    shift_cols = [block.sample_names.index(n) for n in SHIFT_COLUMNS] if block.has_shifts else []
+    shift_cols = block.shift_columns
     keep = [c for c in range(len(block.sample_names)) if c not in shift_cols]
     vectors = _block_vectors(block, frame)
     index: dict = {}
@@ -315,13 +319,53 @@ def _target_index(block: _Block, frame) -> dict:
 
 
 def _block_vectors(block: _Block, frame) -> np.ndarray | None:
-    if not (block.is_pair and block.has_shifts):
+    """Physical vectors ``(n_samples, n_groups, 3)`` of every shift group, ``None`` without one.
+
+    Group ``(shifts, origin, image)`` gives ``x_image - x_origin + shift @ cell``: ``r_ij`` for
+    pairs, ``r_ij`` and ``r_ik`` for three-centre samples.
+    """
+    groups = block.shift_groups
+    if not groups:
         return None
     names = block.sample_names
-    first = block.samples[:, names.index(PAIR_COLUMNS[0])]
-    second = block.samples[:, names.index(PAIR_COLUMNS[1])]
-    shifts = block.samples[:, [names.index(n) for n in SHIFT_COLUMNS]]
-    return pair_vectors(frame, first, second, shifts)
+    vectors = [
+        pair_vectors(
+            frame,
+            block.samples[:, names.index(origin)],
+            block.samples[:, names.index(image)],
+            block.samples[:, [names.index(n) for n in columns]],
+        )
+        for columns, origin, image in groups
+    ]
+    return np.stack(vectors, axis=1)
+
+
+def _exchange(block: _Block):
+    """How a sample looks after exchanging its two exchangeable atoms, ``None`` if it has none.
+
+    Pairs exchange ``first_atom <-> second_atom`` (``r_ij -> r_ji = -r_ij``), three-centre
+    samples ``second_atom <-> third_atom`` (``r_ij <-> r_ik``).  Returns the two sample columns
+    and, for every shift group, the group whose vector it takes and the sign of that vector.
+    """
+    if block.is_triple:
+        swap = (PAIR_COLUMNS[1], THIRD_ATOM_COLUMN)
+    elif block.is_pair:
+        swap = PAIR_COLUMNS
+    else:
+        return None
+    exchanged = {swap[0]: swap[1], swap[1]: swap[0]}
+    groups = block.shift_groups
+    atoms = [(origin, image) for _, origin, image in groups]
+    group_map = []
+    for origin, image in atoms:
+        origin, image = exchanged.get(origin, origin), exchanged.get(image, image)
+        if (origin, image) in atoms:
+            group_map.append((atoms.index((origin, image)), 1.0))
+        elif (image, origin) in atoms:
+            group_map.append((atoms.index((image, origin)), -1.0))
+        else:
+            return None
+    return swap, group_map
 
 
 @dataclass
@@ -337,7 +381,7 @@ class _Transform:
 def _match_samples(source: _Block, source_frame, target: _Block, target_frame, transform):
     """Target row and sign for every source row (-1 where no counterpart exists)."""
     names = source.sample_names
-    shift_cols = [names.index(n) for n in SHIFT_COLUMNS] if source.has_shifts else []
+    shift_cols = source.shift_columns
     keep = [c for c in range(len(names)) if c not in shift_cols]
     kept_names = [names[c] for c in keep]
     atom_cols = [i for i, c in enumerate(keep) if c in source.atom_columns]
@@ -347,9 +391,12 @@ def _match_samples(source: _Block, source_frame, target: _Block, target_frame, t
     vectors = _block_vectors(source, source_frame)
     if vectors is not None:
         vectors = vectors @ transform.vector_map.T
+    exchange = _exchange(source)
     swap = None
-    if source.is_pair:
-        swap = [kept_names.index(PAIR_COLUMNS[0]), kept_names.index(PAIR_COLUMNS[1])]
+    if exchange is not None:
+        swap = [kept_names.index(exchange[0][0]), kept_names.index(exchange[0][1])]
+        group_order = np.array([g for g, _ in exchange[1]], dtype=np.int64)
+        group_signs = np.array([sign for _, sign in exchange[1]])[:, None]
     swap_sign = source.block_type if source.block_type in (-1, 1) else 1
     index = _target_index(target, target_frame)
 
@@ -371,7 +418,8 @@ def _match_samples(source: _Block, source_frame, target: _Block, target_frame, t
         if row < 0 and swap is not None:
             swapped = list(label)
             swapped[swap[0]], swapped[swap[1]] = swapped[swap[1]], swapped[swap[0]]
-            row = find(tuple(swapped), None if vector is None else -vector)
+            swapped_vector = None if vector is None else group_signs * vector[group_order]
+            row = find(tuple(swapped), swapped_vector)
             signs[s] = swap_sign
         rows[s] = row
     return rows, signs

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ncsym.blocks import Block, BlockMap, Labels
 from ncsym.rotations import random_rotation
 from ncsym.testing import (
     DEFAULT_RTOL,
@@ -556,3 +557,78 @@ def test_hypothesis_assume_inside_a_descriptor_passes_through():
         assert_rotation_equivariant(needs_two_atoms, frame, seed=0)
 
     check()
+
+
+# ---------------------------------------------------------------------- three-centre samples
+def three_centre(frame, *, symmetrise: bool = True, shift_k: bool = True) -> BlockMap:
+    """Toy three-centre features ``x_ijk = w_ij w_ik (Y_1(r_ij) + 2 Y_1(r_ik))``.
+
+    Samples ``(system, first_atom=i, second_atom=j, third_atom=k, cell_shift_*_2, cell_shift_*_3)``
+    as in :class:`ncsym.pairs.ThreeCentreFeatures`.  Like ``j, k``: stored once per unordered
+    ``(j, S_j), (k, S_k)`` as ``(x_ijk ± x_ikj) / sqrt 2`` with block_type ±1 (``symmetrise=False``:
+    ``x_ijk`` under block_type +1, the bug to catch).  Unlike ``j, k``: lower atomic number of
+    ``j`` first, block_type 2.  ``shift_k=False`` writes zero shifts for ``k`` (the bug to catch).
+    """
+    i, j, vectors, shifts = desc._neighbours(frame)
+    y = desc.harmonics(vectors, 1)[:, 1:4] * desc._weights(np.linalg.norm(vectors, axis=1))[:, None]
+    numbers = frame.numbers
+    rows = {}  # block_type -> list of (sample, features)
+    for p in range(len(i)):
+        for q in range(len(i)):
+            if p == q or i[p] != i[q]:
+                continue
+            b, c = int(j[p]), int(j[q])
+            s_b, s_c = tuple(int(s) for s in shifts[p]), tuple(int(s) for s in shifts[q])
+            sample = [0, int(i[p]), b, c, *s_b, *(s_c if shift_k else (0, 0, 0))]
+            x_ijk = y[p] + 2.0 * y[q]
+            x_ikj = y[q] + 2.0 * y[p]
+            if numbers[b] != numbers[c]:
+                if numbers[b] < numbers[c]:
+                    rows.setdefault(2, []).append((sample, x_ijk))
+                continue
+            if (b, s_b) > (c, s_c):
+                continue
+            if symmetrise:
+                rows.setdefault(1, []).append((sample, (x_ijk + x_ikj) / np.sqrt(2.0)))
+                rows.setdefault(-1, []).append((sample, (x_ijk - x_ikj) / np.sqrt(2.0)))
+            else:
+                rows.setdefault(1, []).append((sample, x_ijk))
+    names = ("system", "first_atom", "second_atom", "third_atom")
+    names += tuple(f"cell_shift_{a}_{n}" for n in (2, 3) for a in "abc")
+    keys, blocks = [], []
+    for block_type in sorted(rows):
+        samples = Labels(names, [s for s, _ in rows[block_type]])
+        values = np.array([f for _, f in rows[block_type]])[:, :, None]
+        keys.append([1, 1, block_type])
+        blocks.append(Block(values, samples, Labels.single()))
+    return BlockMap(Labels(("o3_lambda", "o3_sigma", "block_type"), keys), blocks)
+
+
+@pytest.mark.parametrize("frame", sorted(FRAMES))
+def test_three_centre_samples_pass(frame, rng):
+    frame = FRAMES[frame]()
+    supercell = (2, 1, 1) if frame.pbc.any() else None
+    results = assert_equivariant(
+        three_centre,
+        frame,
+        rotation=random_rotation(rng, improper=True),
+        permutation=np.arange(len(frame))[::-1].copy(),
+        supercell=supercell,
+        seed=int(rng.integers(2**31)),
+    )
+    assert all(float(r) < CAUGHT * DEFAULT_RTOL for r in results.values())
+
+
+@pytest.mark.parametrize("frame", sorted(FRAMES))
+def test_three_centre_exchange_sign_is_checked(frame):
+    frame = FRAMES[frame]()
+    reverse = np.arange(len(frame))[::-1].copy()
+    with pytest.raises(EquivarianceError, match="permutation check failed"):
+        assert_permutation_equivariant(
+            lambda f: three_centre(f, symmetrise=False), frame, reverse
+        )
+
+
+def test_three_centre_shifts_of_the_third_atom_are_checked():
+    with pytest.raises(EquivarianceError, match="periodic check failed"):
+        assert_periodic_invariant(lambda f: three_centre(f, shift_k=False), crystal(), seed=1)

@@ -11,13 +11,10 @@ density expansions, the density correlations and every pair calculator over rand
 molecules, cells, hyperparameters, rotations, permutations and lattice shifts.  Tolerances are the kit's defaults
 (:data:`ncsym.testing.DEFAULT_RTOL`), never widened here.
 
-One adapter bridges what the kit cannot read directly (see the xfail test and
-:func:`_three_centre_as_pairs`):
-
-- Three-centre samples ``(first_atom, second_atom, third_atom)`` with two sets of cell shifts
-  have no kit equivalent: :func:`_three_centre_as_pairs` renames them so that the kit relabels
-  all three atoms and applies the ``j <-> k`` exchange sign, and replaces the shifts by labels
-  that do not change when atoms move by lattice vectors.
+Three-centre samples ``(first_atom, second_atom, third_atom)`` with the cell shifts of
+``second_atom`` (``cell_shift_*_2``) and ``third_atom`` (``cell_shift_*_3``) reach the kit as they
+are: it relabels all three atoms, matches both shift groups through their separation vectors
+and applies the ``j <-> k`` exchange sign of ``block_type = +1 / -1`` blocks.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from hypothesis import strategies as st
 
 import ncsym
 from ncsym import pairs
-from ncsym.blocks import Block, BlockMap, Labels
+from ncsym.blocks import BlockMap, Labels
 from ncsym.rotations import random_rotation
 from ncsym.testing import (
     DEFAULT_RTOL,
@@ -104,71 +101,7 @@ MOLECULES = ("water", "ethanol")
 CRYSTALS = ("silicon", "cell4")
 
 
-# ============================================================================ adapters
-#: Offset of the rounding in :func:`_image_labels`: no pinned or grid position sits on its boundary.
-_IMAGE_OFFSET = 1.0 / np.pi
-
-
-def _image_labels(frame, first: np.ndarray, second: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Shift labels that depend only on the separation vector ``r_ij`` and the lattice.
-
-    ``S' = S + floor(f_j - f_i + offset)`` (``f`` fractional positions): ``x_j - x_i + S @ cell``
-    equals ``(f_j - f_i - floor(f_j - f_i + offset)) @ cell + S' @ cell``, so ``S'`` counts the
-    cells between ``i`` and the image of ``j`` and does not change when the structure is
-    translated, rotated (proper rotations move the cell along) or when atoms move by lattice
-    vectors.
-    """
-    if not np.any(frame.pbc):
-        return shifts
-    fractional = np.linalg.solve(np.asarray(frame.cell).T, np.asarray(frame.positions).T).T
-    delta = np.floor(fractional[second] - fractional[first] + _IMAGE_OFFSET).astype(np.int64)
-    delta[:, ~np.asarray(frame.pbc, dtype=bool)] = 0
-    return shifts + delta
-
-
-def _three_centre_as_pairs(compute: Callable) -> Callable:
-    """Three-centre samples in a form the kit can match.
-
-    ``(system, first_atom=i, second_atom=j, third_atom=k, S_j, S_k)`` becomes ``(system,
-    atom=i, first_atom=j, second_atom=k, S'_j, S'_k)``: the kit relabels all three atoms under
-    permutations and, for ``block_type = +1 / -1``, compares ``(j, k)`` with the stored
-    ``(k, j)`` times the block type (the ``j <-> k`` symmetrisation of
-    :class:`ncsym.pairs.ThreeCentreFeatures`).  ``S'_j = S_j + floor(f_j - f_i + offset)`` (``f``
-    fractional positions, :func:`_image_labels`) labels the same separation vector as ``S_j``
-    and does not change when atoms move by lattice vectors, so periodic images match on
-    labels.  The kit has no way to swap the opaque shift columns with ``j, k`` nor to follow
-    them under improper rotations (the sign of every image label flips), hence the skipped
-    checks below.
-    """
-
-    def descriptor(frame):
-        features = compute(frame)
-        names = (
-            "system", "atom", "first_atom", "second_atom",
-            "image_a_2", "image_b_2", "image_c_2", "image_a_3", "image_b_3", "image_c_3",
-        )  # fmt: skip
-        blocks = []
-        for block in features.blocks:
-            samples = np.asarray(block.samples.values, dtype=np.int64)
-            column = {name: c for c, name in enumerate(block.samples.names)}
-            i, j, k = (samples[:, column[n]] for n in ("first_atom", "second_atom", "third_atom"))
-            shift_j = samples[:, [column[f"cell_shift_{a}_2"] for a in "abc"]]
-            shift_k = samples[:, [column[f"cell_shift_{a}_3"] for a in "abc"]]
-            labels = np.column_stack(
-                [
-                    samples[:, column["system"]], i, j, k,
-                    _image_labels(frame, i, j, shift_j),
-                    _image_labels(frame, i, k, shift_k),
-                ]
-            ).reshape(-1, len(names))  # fmt: skip
-            values = np.ascontiguousarray(block.values)
-            blocks.append(Block(values, Labels(names, labels), block.properties))
-        return BlockMap(features.keys, blocks)
-
-    descriptor.__qualname__ = getattr(compute, "__qualname__", "descriptor")
-    return descriptor
-
-
+# ============================================================================ helpers
 def _fitted(calculator, frame) -> Callable:
     """``calculator.compute`` after fitting its PCA on the untransformed ``frame``."""
     calculator.fit(frame)
@@ -176,17 +109,6 @@ def _fitted(calculator, frame) -> Callable:
 
 
 # ============================================================================ calculators
-_KIT_CANNOT_FOLLOW_SHIFTS = (
-    "kit limitation (reported): three-centre samples carry two sets of cell shifts, which the "
-    "kit cannot map under improper rotations and supercells or swap with j <-> k"
-)
-
-_THREE_CENTRE_SKIPS = {
-    IMPROPER: _KIT_CANNOT_FOLLOW_SHIFTS,
-    "inversion": _KIT_CANNOT_FOLLOW_SHIFTS,
-    "supercell": _KIT_CANNOT_FOLLOW_SHIFTS,
-}
-
 #: name -> (builder(frame) -> descriptor, frames, {check: skip reason on periodic frames})
 CASES: dict[str, tuple[Callable, tuple[str, ...], dict[str, str]]] = {
     # ---------------------------------------------------------------- ncsym.density
@@ -317,30 +239,19 @@ CASES: dict[str, tuple[Callable, tuple[str, ...], dict[str, str]]] = {
         {},
     ),
     "three_centre_nu0": (
-        lambda frame: _three_centre_as_pairs(
-            pairs.ThreeCentreFeatures(correlation_order=0, symmetrise=False, **TINY).compute
-        ),
+        lambda frame: pairs.ThreeCentreFeatures(correlation_order=0, symmetrise=False, **TINY).compute,
         ("water", "cell4"),
-        _THREE_CENTRE_SKIPS,
+        {},
     ),
     "three_centre_nu1": (
-        lambda frame: _three_centre_as_pairs(
-            pairs.ThreeCentreFeatures(correlation_order=1, symmetrise=False, **TINIEST).compute
-        ),
+        lambda frame: pairs.ThreeCentreFeatures(correlation_order=1, symmetrise=False, **TINIEST).compute,
         ("water", "cell4"),
-        _THREE_CENTRE_SKIPS,
+        {},
     ),
     "three_centre_symmetrised": (
-        lambda frame: _three_centre_as_pairs(
-            pairs.ThreeCentreFeatures(correlation_order=1, symmetrise=True, **TINIEST).compute
-        ),
+        lambda frame: pairs.ThreeCentreFeatures(correlation_order=1, symmetrise=True, **TINIEST).compute,
         ("ethanol", "cell4"),
-        {
-            IMPROPER: _KIT_CANNOT_FOLLOW_SHIFTS,
-            "inversion": _KIT_CANNOT_FOLLOW_SHIFTS,
-            "permutation": _KIT_CANNOT_FOLLOW_SHIFTS,
-            "supercell": _KIT_CANNOT_FOLLOW_SHIFTS,
-        },
+        {},
     ),
     "pair_features": (
         lambda frame: (ncsym.PairFeatures(**TINY).compute),
@@ -489,8 +400,9 @@ def test_pair_features_zero_property_blocks_reach_the_kit():
     assert_equivariant(ncsym.PairFeatures(**TINY).compute, water(), seed=SEED)
 
 
-def test_three_centre_adapter_checks_the_exchange_sign():
-    """Through the adapter, +1 / -1 exchange blocks with swapped labels fail the permutation check."""
+@pytest.mark.parametrize("frame_name", ["ethanol", "cell4"])
+def test_three_centre_exchange_sign_is_checked(frame_name):
+    """+1 / -1 exchange blocks with swapped labels fail the permutation check."""
     compute = pairs.ThreeCentreFeatures(correlation_order=1, symmetrise=True, **TINIEST).compute
 
     def swapped_block_types(frame):
@@ -500,23 +412,35 @@ def test_three_centre_adapter_checks_the_exchange_sign():
         keys[np.isin(keys[:, column], (1, -1)), column] *= -1
         return BlockMap(Labels(features.keys.names, keys), features.blocks)
 
-    frame = ethanol()
+    frame = FRAMES[frame_name]()
+    reverse = np.arange(len(frame))[::-1].copy()
+    assert_permutation_equivariant(compute, frame, reverse)
     with pytest.raises(EquivarianceError, match="permutation check failed"):
-        assert_permutation_equivariant(
-            _three_centre_as_pairs(swapped_block_types), frame, np.arange(len(frame))[::-1].copy()
-        )
+        assert_permutation_equivariant(swapped_block_types, frame, reverse)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=EquivarianceError,
-    reason="kit limitation (reported): `third_atom` is not an atom column, so permutations "
-    "leave it unrelabelled; three-centre outputs need _three_centre_as_pairs",
-)
 def test_three_centre_samples_reach_the_kit():
+    """Raw three-centre output: ``third_atom`` is relabelled, both shift groups are followed."""
     frame = water()
     compute = pairs.ThreeCentreFeatures(correlation_order=0, symmetrise=False, **TINY).compute
-    assert_permutation_equivariant(compute, frame, np.arange(len(frame))[::-1].copy())
+    result = assert_permutation_equivariant(compute, frame, np.arange(len(frame))[::-1].copy())
+    assert float(result) < 1e-3 * DEFAULT_RTOL
+
+
+def test_three_centre_periodic_images_reach_the_kit():
+    """Both shift groups are matched through r_ij and r_ik under improper rotations and supercells."""
+    frame = cell4()
+    compute = pairs.ThreeCentreFeatures(correlation_order=1, symmetrise=True, **TINIEST).compute
+    results = assert_equivariant(
+        compute,
+        frame,
+        rotation=random_rotation(np.random.default_rng(SEED), improper=True),
+        supercell=SUPERCELLS["cell4"],
+        seed=SEED,
+    )
+    assert set(results) == {
+        "rotation", "inversion", "permutation", "translation", "periodic", "supercell"
+    }  # fmt: skip
 
 
 # ============================================================================ hypothesis
@@ -592,12 +516,7 @@ def _three_centre(hypers, frame, data, rotation) -> None:
         symmetrise=symmetrise,
         **{**hypers, "max_radial": 1, "max_angular": min(hypers["max_angular"], 1 + (nu == 0))},
     )
-    checks = None
-    if np.any(frame.pbc):
-        # kit limitation (reported): cell shifts of triples under improper rotations and j <-> k
-        rotation = rotation * np.sign(np.linalg.det(rotation))
-        checks = ["rotation", "translation", "periodic"] + ([] if symmetrise else ["permutation"])
-    _random_checks(_three_centre_as_pairs(calculator.compute), frame, data, rotation, checks)
+    _random_checks(calculator.compute, frame, data, rotation)
 
 
 _SMALL_HYPERS = nst.hyperparameters(cutoff=(2.5, 4.0), max_radial=(1, 3), max_angular=(0, 3))
