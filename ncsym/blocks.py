@@ -336,7 +336,7 @@ def concatenate_labels(labels: Iterable[Labels]) -> Labels:
 
 
 def concatenate_blocks(
-    blockmaps: Sequence[BlockMap], system_offsets: Sequence[int] | None = None
+    blockmaps: Sequence[BlockMap], system_offsets: Sequence[int] | None = None, *, consume: bool = False
 ) -> BlockMap:
     """Stack block maps computed on consecutive sets of structures into one.
 
@@ -353,6 +353,10 @@ def concatenate_blocks(
         One integer per map, added to the ``system`` sample column of its blocks (e.g. the
         index of the chunk's first structure, for calculators that count structures from 0
         within each call).  ``None`` keeps sample labels as they are.
+    consume : bool
+        Release each input block as soon as it has been copied into the result (the input
+        maps are left empty), so that the peak memory is the result plus one key's blocks
+        instead of twice the features.  Keyword only.
 
     Returns
     -------
@@ -434,15 +438,25 @@ def concatenate_blocks(
             samples.append(values)
         if len(parts) == 1 and (offsets is None or offsets[parts[0][0]] == 0):
             blocks.append(Block(ref.values, ref.samples, ref.properties))
-            continue
-        blocks.append(
-            Block(
-                np.concatenate([b.values for _, b in parts], axis=0),
-                Labels(ref.samples.names, np.concatenate(samples, axis=0)),
-                ref.properties,
+        else:
+            blocks.append(
+                Block(
+                    np.concatenate([b.values for _, b in parts], axis=0),
+                    Labels(ref.samples.names, np.concatenate(samples, axis=0)),
+                    ref.properties,
+                )
             )
-        )
-    return BlockMap(Labels(names, union), blocks, maps[0].info)
+        if consume:
+            del parts, ref, samples
+            for m in maps:
+                pos = m.keys.position(key)
+                if pos is not None:
+                    m.blocks[pos] = None
+    info = maps[0].info
+    if consume:
+        for m in maps:
+            m.keys, m.blocks = Labels(names, np.zeros((0, len(names)), dtype=np.int64)), []
+    return BlockMap(Labels(names, union), blocks, info)
 
 
 def merge_key_order(key_values: Sequence[np.ndarray]) -> np.ndarray:

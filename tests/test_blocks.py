@@ -196,6 +196,9 @@ def test_concatenate_with_offsets_equals_one_map():
             blocks.append(Block(b.values[mask], Labels(b.samples.names, s), b.properties))
         parts.append(BlockMap(whole.keys, blocks, whole.info))
     assert_maps_equal(whole, concatenate_blocks(parts, system_offsets=[0, 2]))
+    # consume=True gives the same result and empties the inputs (their blocks are released)
+    assert_maps_equal(whole, concatenate_blocks(parts, system_offsets=[0, 2], consume=True))
+    assert all(len(p) == 0 and p.blocks == [] for p in parts)
 
 
 def test_concatenate_key_union_order():

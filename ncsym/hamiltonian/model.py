@@ -30,6 +30,7 @@ import numpy as np
 
 from .._checks import check_int
 from ..blocks import Block, BlockMap, Labels, concatenate_blocks
+from ._kernel import NystromKernel, farthest_points, invariant_rows
 from ._ridge import DEFAULT_ALPHAS, fit_ridge_cv
 from .blocks import BLOCK_SAMPLE_NAMES, blocks_to_matrix, check_orbitals, matrix_to_blocks
 from .coupling import couple_blocks, decouple_blocks
@@ -38,6 +39,8 @@ __all__ = ["HamiltonianModel"]
 
 _FEATURE_KEY_NAMES = ("block_type", "first_atom_type", "second_atom_type", "o3_lambda", "o3_sigma")
 _MODEL_FORMAT_VERSION = 1
+_MODEL_ARRAYS = ("scale", "weights", "intercept", "alpha", "cv_rmse")
+_KERNEL_ARRAYS = ("scale0", "kernel_x", "kernel_u", "kernel_basis")
 
 #: Smallest per-property scale relative to the largest one of the same feature block.
 SCALE_FLOOR = 1e-3
@@ -77,6 +80,46 @@ def _sample_index(samples: np.ndarray) -> dict:
     return {tuple(int(v) for v in row): i for i, row in enumerate(samples)}
 
 
+def _family(key) -> tuple:
+    """Atom-pair family of a feature key ``(block_type, z1, z2, ...)``: on-site (0), same
+    species (block types +1 and -1 together: the kernel of -1 uses the +1 invariants) or
+    different species (2)."""
+    bt = int(key[0])
+    return (0 if bt == 0 else (1 if bt in (1, -1) else 2), int(key[1]), int(key[2]))
+
+
+def _scale(x: np.ndarray) -> np.ndarray:
+    """Per-property RMS over samples and ``mu`` (the same for every ``mu``: equivariance is kept).
+
+    Columns that vanish by symmetry (e.g. pseudo-tensors of planar molecules) hold round-off
+    noise only: :data:`SCALE_FLOOR` keeps that noise from being amplified to O(1).
+    """
+    rms = np.sqrt((x**2).mean(axis=(0, 1))) if x.shape[0] else np.zeros(x.shape[-1])
+    if rms.size and rms.max() > 0:
+        return np.maximum(rms, SCALE_FLOOR * rms.max())
+    return np.ones_like(rms)
+
+
+def _invariants(feats: BlockMap, fkey: tuple, samples: np.ndarray) -> np.ndarray:
+    """Invariant features of ``samples``, shape (n, 1, p0), for the kernel of block ``fkey``.
+
+    The ``lambda = 0, sigma = +1`` features of the same atom pair; for ``block_type = -1`` those
+    of ``block_type = +1`` (the antisymmetric invariants change sign under the exchange of the
+    two atoms, the symmetric ones do not, and ``k0`` must not).  Zero columns when missing.
+    """
+    bt, z1, z2 = fkey[:3]
+    block = feats.get(
+        **dict(zip(_FEATURE_KEY_NAMES, (1 if bt == -1 else bt, z1, z2, 0, 1), strict=True))
+    )
+    if block is None or block.values.shape[2] == 0:
+        return np.zeros((len(samples), 1, 0))
+    index = _sample_index(block.samples.select_columns(BLOCK_SAMPLE_NAMES).values)
+    rows = [index.get(tuple(int(v) for v in s)) for s in samples]
+    if any(r is None for r in rows):
+        raise ValueError(f"invariant features are missing samples of block {fkey}")
+    return block.values[np.array(rows, dtype=np.int64)]
+
+
 class HamiltonianModel:
     """Learn AO Hamiltonians (Fock / Kohn-Sham, Hartree) block by block from structures.
 
@@ -98,6 +141,22 @@ class HamiltonianModel:
         grouped leave-one-out (default) or grouped K-fold.
     chunk_size : int
         Structures per feature computation (bounds the memory of one call).
+    kernel : bool
+        Use the equivariant polynomial (lambda-SOAP) kernel of
+        :mod:`ncsym.hamiltonian._kernel` instead of the linear model: each feature block is
+        multiplied by a polynomial of the invariant features of the same atom pair
+        (projected-process / Nystrom approximation on ``n_active`` samples per block).
+    zeta : int
+        Polynomial order of the kernel (``zeta = 2`` doubles the body order of the features).
+    n_active : int
+        Active (representative) samples per feature block, chosen by farthest-point sampling;
+        the Nystrom basis has at most ``n_active (2 lambda + 1)`` columns.
+    low_memory : bool
+        Compute and fit (and predict) one atom-pair family at a time (on-site blocks of one
+        species, pairs of one species pair): the features are recomputed once per family
+        (about ``n_species (n_species + 3) / 2`` times the feature cost) and the peak memory is
+        that of the largest family instead of all features.  Needed for wide features such as
+        ``nu_pair = 2`` on many structures.
     progress : bool
         Show progress bars.
 
@@ -117,6 +176,10 @@ class HamiltonianModel:
         alphas: Sequence[float] = DEFAULT_ALPHAS,
         cv: str | int = "loo",
         chunk_size: int = 50,
+        kernel: bool = False,
+        zeta: int = 2,
+        n_active: int = 300,
+        low_memory: bool = False,
         progress: bool = True,
     ) -> None:
         if basis is None and orbitals is None:
@@ -129,6 +192,10 @@ class HamiltonianModel:
         self.alphas = tuple(float(a) for a in alphas)
         self.cv = cv
         self.chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
+        self.kernel = bool(kernel)
+        self.zeta = check_int(zeta, "zeta", minimum=1, maximum=8)
+        self.n_active = check_int(n_active, "n_active", minimum=1)
+        self.low_memory = bool(low_memory)
         self.progress = progress
         self.species_: list[int] | None = None
         self.features_ = None
@@ -160,18 +227,34 @@ class HamiltonianModel:
             hypers["max_lambda"] = min(2 * l_max, 2 * hypers["max_angular"])
         return PairFeatures(species=self.species_, **hypers)
 
-    def _compute_features(self, frames) -> BlockMap:
-        """Features of ``frames``, computed ``chunk_size`` structures at a time."""
+    def _compute_features(self, frames, family: tuple | None = None) -> BlockMap:
+        """Features of ``frames``, computed ``chunk_size`` structures at a time.
+
+        ``family`` (see :func:`_family`) keeps only the blocks of one atom-pair family, chunk by
+        chunk, so that the other families never accumulate in memory.
+        """
         from tqdm.auto import tqdm
 
         starts = range(0, len(frames), self.chunk_size)
-        if len(starts) == 1:
-            return self.features_.compute(frames)
-        parts = [
-            self.features_.compute(frames[s : s + self.chunk_size])
-            for s in tqdm(starts, desc="features", disable=not self.progress)
-        ]
-        return concatenate_blocks(parts, system_offsets=list(starts))
+        parts = []
+        desc = "features" if family is None else f"features {family}"
+        for s in tqdm(starts, desc=desc, disable=not self.progress or len(starts) == 1):
+            part = self.features_.compute(frames[s : s + self.chunk_size])
+            if family is not None:
+                keep = [i for i, k in enumerate(part.keys.values) if _family(k) == family]
+                part = BlockMap(
+                    Labels(part.keys.names, part.keys.values[keep]), [part.blocks[i] for i in keep], part.info
+                )
+            parts.append(part)
+        if len(parts) == 1:
+            return parts[0]
+        return concatenate_blocks(parts, system_offsets=list(starts), consume=True)
+
+    def _families(self, keys) -> list:
+        """Atom-pair families of ``keys`` (feature keys), in order; one when not ``low_memory``."""
+        if not self.low_memory:
+            return [None]
+        return sorted({_family(k) for k in keys})
 
     def _check_fitted(self):
         if self.features_ is None:
@@ -206,8 +289,13 @@ class HamiltonianModel:
         if hasattr(features, "fit"):  # fixes the species, fits any PCA contraction
             features.fit(frames)
         self.features_ = features
-        feats = self._compute_features(frames)
-        self.models_ = self._fit_blocks(feats, targets)
+        self.models_ = {}
+        fkeys = list(self._group_targets(targets))
+        for family in self._families(fkeys):
+            feats = self._compute_features(frames, family)
+            self.models_.update(self._fit_blocks(feats, targets, family))
+            del feats
+        self.target_key_names_ = targets.keys.names
         return self
 
     def _group_targets(self, targets: BlockMap):
@@ -225,10 +313,12 @@ class HamiltonianModel:
             groups[fkey].append(i)
         return groups
 
-    def _fit_blocks(self, feats: BlockMap, targets: BlockMap) -> dict:
+    def _fit_blocks(self, feats: BlockMap, targets: BlockMap, family: tuple | None = None) -> dict:
         from tqdm.auto import tqdm
 
         groups = self._group_targets(targets)
+        if family is not None:
+            groups = {k: v for k, v in groups.items() if _family(k) == family}
         models = {}
         for fkey, target_ids in tqdm(
             sorted(groups.items()), desc="fitting blocks", disable=not self.progress
@@ -255,29 +345,27 @@ class HamiltonianModel:
             rows_t = np.array(rows_t)
             rows_f = np.array(rows_f)
             x = fblock.values[rows_f]
-            # per-property scaling (same for every m, so equivariance is kept); columns that
-            # vanish by symmetry (e.g. pseudo-tensors of planar molecules) hold round-off
-            # noise only: the floor keeps that noise from being amplified to O(1)
-            rms = np.sqrt((x**2).mean(axis=(0, 1)))
-            scale = (
-                np.maximum(rms, SCALE_FLOOR * rms.max()) if rms.size and rms.max() > 0 else np.ones_like(rms)
-            )
+            scale = _scale(x)
             x = (x / scale).reshape(x.shape[0] * x.shape[1], x.shape[2])
             y = np.stack([targets.blocks[t].values[rows_t, :, 0] for t in target_ids], axis=-1).reshape(
                 -1, len(target_ids)
             )
             groups_ = np.repeat(np.arange(len(rows_t)), n_comp)
             intercept = fkey[0] == 0 and fkey[3] == 0
+            model = {"target_keys": [tuple(int(v) for v in targets.keys.values[t]) for t in target_ids]}
+            model["scale"] = scale
+            if self.kernel:
+                x0 = _invariants(feats, fkey, fsamples[rows_f])
+                model["scale0"] = _scale(x0)
+                u = invariant_rows(x0 / model["scale0"])
+                x = x.reshape(len(rows_f), n_comp, -1)
+                active = farthest_points(u, self.n_active)
+                nk = NystromKernel(x[active], u[active], self.zeta)
+                x = nk.features(x, u).reshape(len(rows_f) * n_comp, nk.width)
+                model.update(kernel_x=nk.x_active, kernel_u=nk.u_active, kernel_basis=nk.basis)
             fit = fit_ridge_cv(x, y, groups_, alphas=self.alphas, cv=self.cv, intercept=intercept)
-            models[fkey] = {
-                "target_keys": [tuple(int(v) for v in targets.keys.values[t]) for t in target_ids],
-                "scale": scale,
-                "weights": fit.weights,
-                "intercept": fit.intercept,
-                "alpha": fit.alpha,
-                "cv_rmse": fit.cv_rmse,
-            }
-        self.target_key_names_ = targets.keys.names
+            model.update(weights=fit.weights, intercept=fit.intercept, alpha=fit.alpha, cv_rmse=fit.cv_rmse)
+            models[fkey] = model
         return models
 
     # ------------------------------------------------------------------ predict
@@ -288,21 +376,32 @@ class HamiltonianModel:
         unknown = sorted({int(z) for f in frames for z in f.numbers} - set(self.species_))
         if unknown:
             raise ValueError(f"species {unknown} were not in the training frames {self.species_}")
-        feats = self._compute_features(frames)
         keys, blocks = [], []
+        for family in self._families(self.models_):
+            feats = self._compute_features(frames, family)
+            self._predict_blocks(feats, family, keys, blocks)
+            del feats
+        return BlockMap(
+            Labels(self.target_key_names_, np.array(keys).reshape(-1, len(self.target_key_names_))), blocks
+        )
+
+    def _predict_blocks(self, feats: BlockMap, family, keys: list, blocks: list) -> None:
         for fkey, m in self.models_.items():
+            if family is not None and _family(fkey) != family:
+                continue
             fblock = feats.get(**dict(zip(_FEATURE_KEY_NAMES, fkey, strict=True)))
             if fblock is None or len(fblock.samples) == 0:
                 continue
             samples = Labels(BLOCK_SAMPLE_NAMES, fblock.samples.select_columns(BLOCK_SAMPLE_NAMES).values)
             x = fblock.values / m["scale"]
+            if "kernel_basis" in m:
+                x0 = _invariants(feats, fkey, samples.values)
+                nk = NystromKernel(m["kernel_x"], m["kernel_u"], self.zeta, basis=m["kernel_basis"])
+                x = nk.features(x, invariant_rows(x0 / m["scale0"]))
             pred = np.einsum("scp,pt->sct", x, m["weights"]) + m["intercept"]
             for t, tkey in enumerate(m["target_keys"]):
                 keys.append(tkey)
                 blocks.append(Block(pred[:, :, t : t + 1].copy(), samples, Labels.single()))
-        return BlockMap(
-            Labels(self.target_key_names_, np.array(keys).reshape(-1, len(self.target_key_names_))), blocks
-        )
 
     def predict(self, frames) -> list[np.ndarray]:
         """Predict AO matrices.
@@ -339,6 +438,10 @@ class HamiltonianModel:
             "alphas": list(self.alphas),
             "cv": self.cv,
             "chunk_size": self.chunk_size,
+            "kernel": self.kernel,
+            "zeta": self.zeta,
+            "n_active": self.n_active,
+            "low_memory": self.low_memory,
             "target_key_names": list(self.target_key_names_),
             "models": [],
         }
@@ -349,8 +452,9 @@ class HamiltonianModel:
         arrays = {}
         for i, (fkey, m) in enumerate(self.models_.items()):
             meta["models"].append({"key": list(fkey), "target_keys": [list(k) for k in m["target_keys"]]})
-            for name in ("scale", "weights", "intercept", "alpha", "cv_rmse"):
-                arrays[f"m{i}_{name}"] = m[name]
+            for name in _MODEL_ARRAYS + _KERNEL_ARRAYS:
+                if name in m:
+                    arrays[f"m{i}_{name}"] = m[name]
         for name, value in state.items():
             arrays[f"features_{name}"] = np.asarray(value)
         arrays["meta"] = np.array(json.dumps(meta))
@@ -380,6 +484,10 @@ class HamiltonianModel:
             alphas=meta["alphas"],
             cv=meta["cv"],
             chunk_size=meta["chunk_size"],
+            kernel=meta.get("kernel", False),
+            zeta=meta.get("zeta", 2),
+            n_active=meta.get("n_active", 300),
+            low_memory=meta.get("low_memory", False),
             progress=False,
         )
         model.species_ = meta["species"]
@@ -395,7 +503,8 @@ class HamiltonianModel:
                 "target_keys": [tuple(k) for k in m["target_keys"]],
                 **{
                     name: arrays[f"m{i}_{name}"]
-                    for name in ("scale", "weights", "intercept", "alpha", "cv_rmse")
+                    for name in _MODEL_ARRAYS + _KERNEL_ARRAYS
+                    if f"m{i}_{name}" in arrays
                 },
             }
         return model

@@ -17,9 +17,10 @@ def water():
     return load_water_dataset()
 
 
-@pytest.fixture(scope="module")
-def model(water):
-    m = HamiltonianModel(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False)
+@pytest.fixture(scope="module", params=["linear", "kernel"])
+def model(water, request):
+    kernel = dict(kernel=True, zeta=2, n_active=15) if request.param == "kernel" else {}
+    m = HamiltonianModel(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False, **kernel)
     return m.fit(water.frames[:20], water.fock[:20])
 
 
@@ -120,3 +121,37 @@ def test_errors(model, water, tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a saved HamiltonianModel"):
         HamiltonianModel.load(tmp_path / "junk.npz")
+    with pytest.raises(ValueError, match="zeta"):
+        HamiltonianModel(orbitals=water.orbitals, kernel=True, zeta=0)
+    with pytest.raises(ValueError, match="n_active"):
+        HamiltonianModel(orbitals=water.orbitals, kernel=True, n_active=0)
+
+
+def test_kernel_model_uses_nystrom_features(water):
+    """With every training sample active, the kernel model interpolates like full kernel ridge."""
+    m = HamiltonianModel(
+        orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False, kernel=True, n_active=1000
+    ).fit(water.frames[:12], water.fock[:12])
+    for m_ in m.models_.values():
+        n_active = m_["kernel_x"].shape[0]
+        assert m_["kernel_basis"].shape[0] == n_active * m_["kernel_x"].shape[1]
+    pred = m.predict(water.frames[12:16])
+    lin = HamiltonianModel(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False)
+    lin.fit(water.frames[:12], water.fock[:12])
+    ref = water.fock[12:16]
+    err_k = np.mean([np.abs(p - r).mean() for p, r in zip(pred, ref, strict=True)])
+    err_l = np.mean([np.abs(p - r).mean() for p, r in zip(lin.predict(water.frames[12:16]), ref, strict=True)])
+    assert np.isfinite(err_k) and err_k < 2.0 * err_l
+
+
+@pytest.mark.parametrize("kernel", [False, True])
+def test_low_memory_gives_the_same_model(water, kernel):
+    """Fitting and predicting one atom-pair family at a time changes nothing but the memory."""
+    opts = dict(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False, chunk_size=4)
+    if kernel:
+        opts.update(kernel=True, n_active=10)
+    a = HamiltonianModel(**opts).fit(water.frames[:10], water.fock[:10])
+    b = HamiltonianModel(low_memory=True, **opts).fit(water.frames[:10], water.fock[:10])
+    assert a.models_.keys() == b.models_.keys()
+    for x, y in zip(a.predict(water.frames[10:13]), b.predict(water.frames[10:13]), strict=True):
+        np.testing.assert_array_equal(x, y)
