@@ -50,6 +50,11 @@ SCALE_FLOOR = 1e-3
 #: nu = 2 on-site, nu = 1 pairs.  max_angular = 6 > 4 (the largest lambda of def2-SVP blocks)
 #: because the nu = 2 products need l1 + l2 >= lambda from many (l1, l2): on the water
 #: benchmark max_angular 4 / 5 / 6 gave a test median frame MAE of 6.2 / 1.5 / 0.9 uHa.
+#: These defaults suit small molecules (water).  For ethanol (RHF/def2-SVP, 150 training
+#: structures) a linear model on nu = 1 pair features stops near 250 uHa even on its training
+#: set: it is three-body, and the products of displacements of two different neighbours need
+#: four-body terms.  ``dict(cutoff=5.0, max_angular=4, nu_pair=2, inner_contraction=32)`` with
+#: ``low_memory=True`` reached 131 uHa (benchmarks/bench_hamiltonian.py).
 DEFAULT_FEATURES = dict(
     cutoff=3.0,
     pair_cutoff=5.0,
