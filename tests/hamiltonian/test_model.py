@@ -155,3 +155,15 @@ def test_low_memory_gives_the_same_model(water, kernel):
     assert a.models_.keys() == b.models_.keys()
     for x, y in zip(a.predict(water.frames[10:13]), b.predict(water.frames[10:13]), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_feature_scaling_option(water):
+    with pytest.raises(ValueError, match="feature_scaling"):
+        HamiltonianModel(orbitals=water.orbitals, feature_scaling="none")
+    m = HamiltonianModel(
+        orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False, feature_scaling="property"
+    ).fit(water.frames[:10], water.fock[:10])
+    assert any(np.unique(mm["scale"]).size > 1 for mm in m.models_.values())
+    b = HamiltonianModel(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False)
+    b.fit(water.frames[:10], water.fock[:10])
+    assert all(np.unique(mm["scale"]).size <= 1 for mm in b.models_.values())
