@@ -284,8 +284,10 @@ def codegen_worker(case: dict) -> dict:
     out["generate_s"] = time.perf_counter() - t0
     if not os.path.exists(path) or open(path).read() != source:
         ncsym.generate_coupling_module(lmax, 2, path)
-    spec = importlib.util.spec_from_file_location(f"coupling_l{lmax}_nu2", path)
+    name = f"coupling_l{lmax}_nu2"
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # Numba's on-disk cache locates jitted functions by module name
     spec.loader.exec_module(mod)
     blocks = [np.ascontiguousarray(x[:, l * l : (l + 1) ** 2]) for l in range(lmax + 1)]
     pairs = [(l1, l2) for l1 in range(lmax + 1) for l2 in range(l1, lmax + 1)]
