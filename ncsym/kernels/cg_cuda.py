@@ -68,20 +68,28 @@ def _run(kernel, grid, inputs, out):
 # --------------------------------------------------------------------------- kernels
 
 
+@cuda.jit(device=True)
+def _entry(e, pb, diagonal):  # pragma: no cover - device code
+    """Properties ``(p, q)`` of output entry ``e``: ``e = p * pb + q``, or ``p = q = e`` (channel-wise)."""
+    if diagonal:
+        return e, e
+    p = e // pb
+    return p, e - p * pb
+
+
 @cuda.jit
-def _outer_product_kernel(a, b, idx_a, idx_b, m1, m2, mu, coef, out):  # pragma: no cover - device code
+def _product_kernel(a, b, idx_a, idx_b, m1, m2, mu, coef, diagonal, out):  # pragma: no cover - device code
+    """Outer (``diagonal`` false) or channel-wise (true) product, one thread per output entry."""
     n = idx_a.shape[0]
-    pa = a.shape[2]
+    width = out.shape[2]
     pb = b.shape[2]
-    width = pa * pb
     nnz = coef.shape[0]
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for t in range(start, n * width, stride):
         s = t // width
         e = t - s * width
-        p = e // pb
-        q = e - p * pb
+        p, q = _entry(e, pb, diagonal)
         ia = idx_a[s]
         ib = idx_b[s]
         if nnz == 0:
@@ -98,44 +106,20 @@ def _outer_product_kernel(a, b, idx_a, idx_b, m1, m2, mu, coef, out):  # pragma:
 
 
 @cuda.jit
-def _channelwise_product_kernel(a, b, idx_a, idx_b, m1, m2, mu, coef, out):  # pragma: no cover
-    n = idx_a.shape[0]
-    pc = a.shape[2]
-    nnz = coef.shape[0]
-    start = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    for t in range(start, n * pc, stride):
-        s = t // pc
-        p = t - s * pc
-        ia = idx_a[s]
-        ib = idx_b[s]
-        if nnz == 0:
-            continue
-        current = mu[0]
-        acc = 0.0
-        for k in range(nnz):
-            if mu[k] != current:
-                out[s, current, p] += acc
-                acc = 0.0
-                current = mu[k]
-            acc += coef[k] * a[ia, m1[k], p] * b[ib, m2[k], p]
-        out[s, current, p] += acc
-
-
-@cuda.jit
-def _outer_product_segments_kernel(a, b, idx_a, idx_b, segments, m1, m2, mu, coef, out):  # pragma: no cover
+def _product_segments_kernel(
+    a, b, idx_a, idx_b, segments, m1, m2, mu, coef, diagonal, out
+):  # pragma: no cover - device code
+    """Segment sums of :func:`_product_kernel`; each thread owns one entry of one output row."""
     n_out = segments.shape[0] - 1
-    pa = a.shape[2]
+    width = out.shape[2]
     pb = b.shape[2]
-    width = pa * pb
     nnz = coef.shape[0]
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for t in range(start, n_out * width, stride):
         i = t // width
         e = t - i * width
-        p = e // pb
-        q = e - p * pb
+        p, q = _entry(e, pb, diagonal)
         k0 = 0
         while k0 < nnz:
             k1 = k0
@@ -148,31 +132,6 @@ def _outer_product_segments_kernel(a, b, idx_a, idx_b, segments, m1, m2, mu, coe
                 for k in range(k0, k1):
                     acc += coef[k] * a[ia, m1[k], p] * b[ib, m2[k], q]
             out[i, mu[k0], e] += acc
-            k0 = k1
-
-
-@cuda.jit
-def _channelwise_product_segments_kernel(a, b, idx_a, idx_b, segments, m1, m2, mu, coef, out):  # pragma: no cover
-    n_out = segments.shape[0] - 1
-    pc = a.shape[2]
-    nnz = coef.shape[0]
-    start = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    for t in range(start, n_out * pc, stride):
-        i = t // pc
-        p = t - i * pc
-        k0 = 0
-        while k0 < nnz:
-            k1 = k0
-            while k1 < nnz and mu[k1] == mu[k0]:
-                k1 += 1
-            acc = 0.0
-            for s in range(segments[i], segments[i + 1]):
-                ia = idx_a[s]
-                ib = idx_b[s]
-                for k in range(k0, k1):
-                    acc += coef[k] * a[ia, m1[k], p] * b[ib, m2[k], p]
-            out[i, mu[k0], p] += acc
             k0 = k1
 
 
@@ -215,38 +174,36 @@ def _outer_product_plan_kernel(
 # --------------------------------------------------------------------------- host wrappers
 
 
+def _product(a, b, idx_a, idx_b, m1, m2, mu, coef, out, diagonal):
+    total = out.shape[0] * out.shape[2]
+    inputs = (a, b, idx_a, idx_b, m1, m2, mu, coef, np.bool_(diagonal))
+    return _run(_product_kernel, _blocks(total), inputs, out)
+
+
+def _product_segments(a, b, idx_a, idx_b, segments, m1, m2, mu, coef, out, diagonal):
+    total = out.shape[0] * out.shape[2]
+    inputs = (a, b, idx_a, idx_b, segments, m1, m2, mu, coef, np.bool_(diagonal))
+    return _run(_product_segments_kernel, _blocks(total), inputs, out)
+
+
 def outer_product(a, b, idx_a, idx_b, m1, m2, mu, coef, out):
     """CUDA version of :func:`ncsym.kernels.cg_cpu.outer_product` (same arguments)."""
-    total = out.shape[0] * out.shape[2]
-    return _run(_outer_product_kernel, _blocks(total), (a, b, idx_a, idx_b, m1, m2, mu, coef), out)
+    return _product(a, b, idx_a, idx_b, m1, m2, mu, coef, out, False)
 
 
 def channelwise_product(a, b, idx_a, idx_b, m1, m2, mu, coef, out):
     """CUDA version of :func:`ncsym.kernels.cg_cpu.channelwise_product` (same arguments)."""
-    total = out.shape[0] * out.shape[2]
-    return _run(_channelwise_product_kernel, _blocks(total), (a, b, idx_a, idx_b, m1, m2, mu, coef), out)
+    return _product(a, b, idx_a, idx_b, m1, m2, mu, coef, out, True)
 
 
 def outer_product_segments(a, b, idx_a, idx_b, segments, m1, m2, mu, coef, out):
     """CUDA version of :func:`ncsym.kernels.cg_cpu.outer_product_segments` (same arguments)."""
-    total = out.shape[0] * out.shape[2]
-    return _run(
-        _outer_product_segments_kernel,
-        _blocks(total),
-        (a, b, idx_a, idx_b, segments, m1, m2, mu, coef),
-        out,
-    )
+    return _product_segments(a, b, idx_a, idx_b, segments, m1, m2, mu, coef, out, False)
 
 
 def channelwise_product_segments(a, b, idx_a, idx_b, segments, m1, m2, mu, coef, out):
     """CUDA version of :func:`ncsym.kernels.cg_cpu.channelwise_product_segments`."""
-    total = out.shape[0] * out.shape[2]
-    return _run(
-        _channelwise_product_segments_kernel,
-        _blocks(total),
-        (a, b, idx_a, idx_b, segments, m1, m2, mu, coef),
-        out,
-    )
+    return _product_segments(a, b, idx_a, idx_b, segments, m1, m2, mu, coef, out, True)
 
 
 def outer_product_plan(a, b, idx_a, idx_b, groups, pair_m1, pair_m2, rows, nz_pair, nz_coef, buf_size, out):
