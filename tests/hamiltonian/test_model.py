@@ -169,3 +169,36 @@ def test_feature_scaling_option(water):
     b = HamiltonianModel(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False)
     b.fit(water.frames[:10], water.fock[:10])
     assert all(np.unique(mm["scale"]).size <= 1 for mm in b.models_.values())
+
+
+def test_cv_groups_option(water, monkeypatch, tmp_path):
+    """``cv_groups='structure'`` leaves out every sample of one structure together."""
+    import ncsym.hamiltonian.model as model_module
+
+    with pytest.raises(ValueError, match="cv_groups"):
+        HamiltonianModel(orbitals=water.orbitals, cv_groups="frame")
+    seen = []
+    real = model_module.fit_ridge_cv
+
+    def spy(x, y, groups, **kwargs):
+        seen.append(np.asarray(groups).copy())
+        return real(x, y, groups, **kwargs)
+
+    monkeypatch.setattr(model_module, "fit_ridge_cv", spy)
+    opts = dict(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False)
+    n = 8
+    by_sample = HamiltonianModel(**opts).fit(water.frames[:n], water.fock[:n])
+    sample_groups, seen[:] = list(seen), []
+    by_structure = HamiltonianModel(cv_groups="structure", **opts).fit(water.frames[:n], water.fock[:n])
+    assert len(seen) == len(sample_groups) > 0
+    for g_sample, g_structure in zip(sample_groups, seen, strict=True):
+        # same rows; each structure group is a union of whole sample groups
+        assert g_sample.shape == g_structure.shape
+        assert set(np.unique(g_structure)) <= set(range(n))
+        for s in np.unique(g_sample):
+            assert np.unique(g_structure[g_sample == s]).size == 1
+    # two on-site H samples per water: structure groups are fewer than sample groups there
+    assert any(np.unique(a).size < np.unique(b).size for a, b in zip(seen, sample_groups, strict=True))
+    by_structure.save(tmp_path / "m.npz")
+    assert HamiltonianModel.load(tmp_path / "m.npz").cv_groups == "structure"
+    assert by_sample.cv_groups == "sample"
