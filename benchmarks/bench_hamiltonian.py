@@ -18,7 +18,9 @@ Usage::
 The variants after the first four change the density cutoff (rc, Angstrom) and max_angular
 (L), use pair features of body order nu = 2 with the atom-centred rho_i^(2) PCA-contracted to
 16 or 32 components per block before the coupling with g_ij (fitted on the training set, and
-fitted one atom-pair family at a time: ``low_memory``), or the equivariant polynomial kernel.
+fitted one atom-pair family at a time: ``low_memory``), optionally with the j-centred term
+rho_j^(1) (x) g_ij added to the pair features (``pair_terms=("i", "j")``: three-body terms
+next to the PCA-truncated four-body ones), or the equivariant polynomial kernel.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ VARIANTS = {
     ),
     "nu=2/2 (PCA 32), rc 5, L 4": (
         dict(nu_pair=2, inner_contraction=32, cutoff=5.0, max_angular=4),
+        dict(low_memory=True),
+    ),
+    "nu=2/2 (PCA 32) + j term, rc 5, L 4": (
+        dict(nu_pair=2, inner_contraction=32, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
         dict(low_memory=True),
     ),
 }

@@ -7,7 +7,8 @@ pairs of the whole workload (self pairs included) over the wall time of the time
 density expansions included.
 
 Workloads (issue 6): 100 randomly rotated ethanol molecules and Si216 (diamond, 3x3x3 cubic
-cells), cutoff 4 A, cutoff width 0.5 A, Gaussian width 0.3 A, max_radial 6, max_angular 4 and
+cells; ``--si-frames`` copies rattled by 0.01 A, one per call, so that a repetition is more
+than one call), cutoff 4 A, cutoff width 0.5 A, Gaussian width 0.3 A, max_radial 6, max_angular 4 and
 6, every ``lambda`` up to ``2 max_angular`` (featomic's default).  featomic keeps only
 ``l_1 <= l_2``; ncsym is timed on that same output (``ordered_l=True``) and on its default,
 every ``(l_1, l_2)`` (twice the output).  Ethanols are processed in batches of ``--batch``
@@ -41,13 +42,19 @@ import numpy as np
 HYPERS = dict(cutoff=4.0, cutoff_width=0.5, density_width=0.3, max_radial=6)
 
 
-def _frames(system: str, n_ethanol: int, seed: int = 0):
+def _frames(system: str, n_ethanol: int, seed: int = 0, n_si: int = 1):
     import ase.build
 
     from ncsym.rotations import random_rotation
 
     if system == "si216":
-        return [ase.build.bulk("Si", "diamond", 5.43, cubic=True) * (3, 3, 3)]
+        base = ase.build.bulk("Si", "diamond", 5.43, cubic=True) * (3, 3, 3)
+        frames = [base]
+        for i in range(1, n_si):
+            frame = base.copy()
+            frame.rattle(stdev=0.01, seed=i)
+            frames.append(frame)
+        return frames
     rng = np.random.default_rng(seed)
     base = ase.build.molecule("CH3CH2OH")
     frames = []
@@ -128,7 +135,7 @@ def _count_triples(frames, cutoff):
 
 def worker(spec: dict) -> dict:
     """Run one measurement (in its own process) and return its numbers."""
-    frames = _frames(spec["system"], spec["n_ethanol"])
+    frames = _frames(spec["system"], spec["n_ethanol"], n_si=spec.get("n_si", 1))
     if spec["code"] == "featomic":
         run = _featomic_calc(spec["lmax"])
     else:
@@ -175,6 +182,9 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-featomic", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions, best kept (default 3)")
     parser.add_argument(
+        "--si-frames", type=int, default=3, help="Si216 structures per repetition, one per call (default 3)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -199,7 +209,8 @@ def main(argv=None) -> int:
         batch = args.batch if system == "ethanol" else 1
         for lmax in lmaxes:
             common = dict(
-                system=system, n_ethanol=n_ethanol, lmax=lmax, batch=batch, kind="pairs", repeat=args.repeat
+                system=system, n_ethanol=n_ethanol, lmax=lmax, batch=batch, kind="pairs", repeat=args.repeat,
+                n_si=args.si_frames,
             )
             variants = [
                 (
