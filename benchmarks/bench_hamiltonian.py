@@ -53,6 +53,11 @@ VARIANTS = {
         dict(nu_pair=2, inner_contraction=32, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
         dict(low_memory=True),
     ),
+    # 20 GB peak at 150 ethanols
+    "nu=2/2 (PCA 48) + j term, rc 5, L 4": (
+        dict(nu_pair=2, inner_contraction=48, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
+        dict(low_memory=True),
+    ),
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:4]
 

@@ -55,8 +55,9 @@ SCALE_FLOOR = 1e-3
 #: set: it is three-body, and the products of displacements of two different neighbours need
 #: four-body terms.  ``dict(cutoff=5.0, max_angular=4, nu_pair=2, inner_contraction=32)`` with
 #: ``low_memory=True`` reached 104 uHa, and 86 uHa with ``pair_terms=("i", "j")`` (the
-#: j-centred three-body term rho_j^(1) x g_ij next to the four-body one; same fit time within
-#: 25 %) (benchmarks/bench_hamiltonian.py).
+#: j-centred three-body term rho_j^(1) x g_ij next to the four-body one; fit time +25 %);
+#: ``inner_contraction=48`` with the j term 81 uHa (fit 14 min, 20 GB peak)
+#: (benchmarks/bench_hamiltonian.py).
 DEFAULT_FEATURES = dict(
     cutoff=3.0,
     pair_cutoff=5.0,
