@@ -45,6 +45,7 @@ import sys
 import time
 
 import numpy as np
+from _workloads import si216_frames
 
 HYPERS = {"cutoff": 4.0, "cutoff_width": 0.5, "density_width": 0.3, "max_radial": 6}
 
@@ -89,21 +90,8 @@ def ethanols(n: int, seed: int = 0):
     return frames
 
 
-def si216(n: int = 1):
-    """``n`` copies of Si216, the copies after the first rattled by 0.01 A (seeded)."""
-    import ase.build
-
-    base = ase.build.bulk("Si", "diamond", 5.43, cubic=True) * (3, 3, 3)
-    frames = [base]
-    for i in range(1, n):
-        frame = base.copy()
-        frame.rattle(stdev=0.01, seed=i)
-        frames.append(frame)
-    return frames
-
-
 def dataset(name: str, n_frames: int):
-    return ethanols(n_frames) if name == "ethanol" else si216(n_frames)
+    return ethanols(n_frames) if name == "ethanol" else si216_frames(n_frames)
 
 
 def featomic_hypers(lmax: int) -> dict:
@@ -187,6 +175,16 @@ def _warmup_frames(name: str):
     return [ase.build.bulk("Si", "diamond", 5.43)]
 
 
+def _pass_times(repeat: int, one_pass) -> list[float]:
+    """Wall times of ``repeat`` calls of ``one_pass()``."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        one_pass()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def worker(case: dict) -> dict:
     """One measurement (in a fresh process): the timed run with peak memory comes first."""
     frames = dataset(case["dataset"], case["n_frames"])
@@ -209,37 +207,31 @@ def worker(case: dict) -> dict:
     # the timed run is repeated: the first pass is also reported apart ("cold": on this kind of
     # virtual machine, memory the process touches for the first time is slow to fault in), the
     # rates are the best pass, the same rule for both libraries
-    totals = []
-    for _ in range(case.get("repeat", 1)):
-        t0 = time.perf_counter()
+    repeat = case.get("repeat", 1)
+
+    def over_groups():
         for g in groups:
             out = run(g)
             del out
-        totals.append(time.perf_counter() - t0)
+
+    totals = _pass_times(repeat, over_groups)
     result["cold"] = totals[0]
     result["total"] = min(totals)
     result["peak_bytes"] = max(_rss_kib("VmHWM") - base, 0) * 1024
     if case["library"] == "featomic":
-        dens = []
-        for _ in range(case.get("repeat", 1)):
-            t0 = time.perf_counter()
-            for g in groups:
-                density_only(g)
-            dens.append(time.perf_counter() - t0)
-        result["density"] = min(dens)
+        result["density"] = min(_pass_times(repeat, lambda: [density_only(g) for g in groups]))
         result["cg"] = max(result["total"] - result["density"], 1e-9)
     else:
         t0 = time.perf_counter()
         dense = [expansion.compute_dense(g) for g in groups]
         result["density"] = time.perf_counter() - t0
-        cgs = []
-        for _ in range(case.get("repeat", 1)):
-            t0 = time.perf_counter()
+
+        def over_densities():
             for d in dense:
                 out = from_density(d)
                 del out
-            cgs.append(time.perf_counter() - t0)
-        result["cg"] = min(cgs)
+
+        result["cg"] = min(_pass_times(repeat, over_densities))
     return result
 
 

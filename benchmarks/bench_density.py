@@ -64,9 +64,9 @@ def ethanol_frames(n=100, seed=0):
 
 
 def silicon_frames():
-    import ase.build
+    from _workloads import si216_frames
 
-    return [ase.build.bulk("Si", "diamond", 5.43, cubic=True) * (3, 3, 3)]
+    return si216_frames(1)
 
 
 def featomic_hypers(max_angular):

@@ -38,6 +38,7 @@ import sys
 import time
 
 import numpy as np
+from _workloads import si216_frames
 
 HYPERS = dict(cutoff=4.0, cutoff_width=0.5, density_width=0.3, max_radial=6)
 
@@ -48,13 +49,7 @@ def _frames(system: str, n_ethanol: int, seed: int = 0, n_si: int = 1):
     from ncsym.rotations import random_rotation
 
     if system == "si216":
-        base = ase.build.bulk("Si", "diamond", 5.43, cubic=True) * (3, 3, 3)
-        frames = [base]
-        for i in range(1, n_si):
-            frame = base.copy()
-            frame.rattle(stdev=0.01, seed=i)
-            frames.append(frame)
-        return frames
+        return si216_frames(n_si)
     rng = np.random.default_rng(seed)
     base = ase.build.molecule("CH3CH2OH")
     frames = []
