@@ -20,7 +20,9 @@ The variants after the first four change the density cutoff (rc, Angstrom) and m
 16 or 32 components per block before the coupling with g_ij (fitted on the training set, and
 fitted one atom-pair family at a time: ``low_memory``), optionally with the j-centred term
 rho_j^(1) (x) g_ij added to the pair features (``pair_terms=("i", "j")``: three-body terms
-next to the PCA-truncated four-body ones), or the equivariant polynomial kernel.
+next to the PCA-truncated four-body ones), optionally learning ``F - F0`` with ``F0`` the Fock
+matrix of PySCF's minao initial guess (``baseline="minao"``), or the equivariant polynomial
+kernel.
 """
 
 from __future__ import annotations
@@ -53,10 +55,19 @@ VARIANTS = {
         dict(nu_pair=2, inner_contraction=32, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
         dict(low_memory=True),
     ),
+    # delta-learning on the Fock matrix of PySCF's minao initial guess (one Fock build per frame)
+    "nu=2/2 (PCA 32) + j term, minao baseline": (
+        dict(nu_pair=2, inner_contraction=32, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
+        dict(low_memory=True, basis="def2-svp", baseline="minao"),
+    ),
     # 20 GB peak at 150 ethanols
     "nu=2/2 (PCA 48) + j term, rc 5, L 4": (
         dict(nu_pair=2, inner_contraction=48, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
         dict(low_memory=True),
+    ),
+    "nu=2/2 (PCA 48) + j term, minao baseline": (
+        dict(nu_pair=2, inner_contraction=48, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
+        dict(low_memory=True, basis="def2-svp", baseline="minao"),
     ),
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:4]

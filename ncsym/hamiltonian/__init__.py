@@ -2,7 +2,7 @@
 
 * :mod:`~ncsym.hamiltonian.pyscf_data` -- PySCF adapter (optional extra:
   ``pip install 'ncsym[hamiltonian]'``; PySCF is imported only when a calculation runs):
-  :func:`run_scf`, :func:`make_distorted_dataset`, :class:`HamiltonianData`, ``.npz`` I/O,
+  :func:`run_scf`, :func:`guess_fock`, :func:`make_distorted_dataset`, :class:`HamiltonianData`, ``.npz`` I/O,
   :func:`ao_labels`, :func:`load_water_dataset`;
 * :mod:`~ncsym.hamiltonian.targets` -- raw Fock, Löwdin-orthogonalised ``S^-1/2 F S^-1/2``
   and the symmetry-adapted projected Hamiltonian (:func:`saph`);
@@ -38,6 +38,7 @@ from .pyscf_data import (
     SCFNotConvergedError,
     ao_labels,
     cross_overlap,
+    guess_fock,
     load_dataset,
     load_water_dataset,
     make_distorted_dataset,
@@ -63,6 +64,7 @@ __all__ = [
     "couple_blocks",
     "cross_overlap",
     "decouple_blocks",
+    "guess_fock",
     "inverse_sqrt",
     "kept_lambdas",
     "load_dataset",

@@ -33,6 +33,7 @@ __all__ = [
     "ao_labels",
     "pyscf_ao_permutation",
     "run_scf",
+    "guess_fock",
     "cross_overlap",
     "distort",
     "make_distorted_dataset",
@@ -432,6 +433,62 @@ def run_scf(
         method=method,
         xc=xc if method == "RKS" else "",
     )
+
+
+#: Initial-guess densities accepted by :func:`guess_fock` (PySCF ``init_guess`` keys).
+GUESSES = ("minao", "atom", "huckel", "1e")
+
+
+def guess_fock(
+    frame,
+    basis="def2-svp",
+    method: str = "RHF",
+    xc: str = "PBE",
+    *,
+    guess: str = "minao",
+    charge: int = 0,
+) -> np.ndarray:
+    """Fock / Kohn-Sham matrix built from an initial-guess density (no SCF iterations).
+
+    A cheap physical baseline for :class:`~ncsym.hamiltonian.HamiltonianModel`
+    (``baseline=...``): one Fock build with the superposition of atomic densities, so the
+    one-electron terms and the electrostatics of neutral atoms are exact, and a model only
+    learns what the SCF changes.
+
+    Parameters
+    ----------
+    frame : ase.Atoms
+        Molecule, positions in Angstrom.
+    basis, method, xc, charge
+        As in :func:`run_scf`.
+    guess : {"minao", "atom", "huckel", "1e"}
+        PySCF initial guess: projected minimal-basis atomic densities (``"minao"``),
+        spherically averaged atomic HF densities (``"atom"``), extended Hueckel, or the core
+        Hamiltonian (``"1e"``; the matrix is then built from the density of the core guess).
+
+    Returns
+    -------
+    ndarray, shape (n_ao, n_ao)
+        Symmetric matrix in Hartree, ncsym AO order (p shells ``m = -1, 0, 1``).
+    """
+    _, scf, dft, _ = _import_pyscf()
+    method = str(method).upper()
+    if method not in _METHODS:
+        raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}")
+    if guess not in GUESSES:
+        raise ValueError(f"`guess` must be one of {GUESSES}, got {guess!r}")
+    mol = _build_mol(frame, basis, charge=charge, spin=0)
+    if method == "RHF":
+        mf = scf.RHF(mol)
+    else:
+        mf = dft.RKS(mol)
+        mf.xc = xc
+    mf.verbose = 0
+    dm0 = mf.get_init_guess(key=guess)
+    numbers = np.asarray(frame.get_atomic_numbers(), dtype=np.int64)
+    perm = pyscf_ao_permutation(numbers, _layout_by_species(mol, numbers))
+    fock = np.asarray(mf.get_fock(dm=dm0))[perm][:, perm]
+    return 0.5 * (fock + fock.T)
 
 
 def _concatenate(parts: Sequence[HamiltonianData]) -> HamiltonianData:

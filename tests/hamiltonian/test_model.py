@@ -202,3 +202,65 @@ def test_cv_groups_option(water, monkeypatch, tmp_path):
     by_structure.save(tmp_path / "m.npz")
     assert HamiltonianModel.load(tmp_path / "m.npz").cv_groups == "structure"
     assert by_sample.cv_groups == "sample"
+
+
+def test_baseline_option(water, tmp_path, monkeypatch):
+    """``baseline='minao'`` learns F - F0 and adds F0 back: the same as a plain model fitted on
+    F - F0; it stays rotation equivariant and survives save/load."""
+    pytest.importorskip("pyscf")
+    import ncsym.hamiltonian.pyscf_data as pyscf_data
+
+    # PySCF's threaded integrals may differ in the last bit between calls, and the ridge fits
+    # with tiny regularisations amplify that; compute each frame's F0 once so that the
+    # comparisons below are between the same numbers
+    cache = {}
+    real = pyscf_data.guess_fock
+
+    def guess_fock(frame, *args, **kwargs):
+        key = (frame.numbers.tobytes(), frame.positions.tobytes(), args, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            cache[key] = real(frame, *args, **kwargs)
+        return cache[key].copy()
+
+    monkeypatch.setattr(pyscf_data, "guess_fock", guess_fock)
+
+    with pytest.raises(ValueError, match="baseline"):
+        HamiltonianModel(basis="def2-svp", baseline="sad")
+    with pytest.raises(ValueError, match="basis"):
+        HamiltonianModel(basis=None, orbitals=water.orbitals, baseline="minao")
+    with pytest.raises(ValueError, match="method"):
+        HamiltonianModel(basis="def2-svp", baseline="minao", method="UHF")
+    n = 8
+    opts = dict(orbitals=water.orbitals, features=SMALL, progress=False)
+    delta = HamiltonianModel(basis=water.basis, baseline="minao", **opts).fit(water.frames[:n], water.fock[:n])
+    base = [guess_fock(f, water.basis) for f in water.frames[: n + 2]]
+    plain = HamiltonianModel(basis=water.basis, **opts).fit(
+        water.frames[:n], [f - b for f, b in zip(water.fock[:n], base, strict=False)]
+    )
+    test = water.frames[n : n + 2]
+    pred = delta.predict(test)
+    from ncsym.hamiltonian import blocks_to_matrix, decouple_blocks
+
+    learned = blocks_to_matrix(decouple_blocks(delta.predict_coupled(test)), test, water.orbitals)
+    for p, d, q, b in zip(pred, learned, plain.predict(test), base[n:], strict=True):
+        np.testing.assert_allclose(p, d + b, rtol=0, atol=1e-12 * np.abs(b).max())
+        # two separate ridge fits on the same numbers: the smallest regularisations (1e-12
+        # relative) amplify last-bit differences of numpy's summation order to ~1e-10 Hartree
+        np.testing.assert_allclose(d, q, rtol=0, atol=1e-8 * np.abs(q).max())
+    # the baseline helps on water too: the model of F - F0 beats the model of F at n = 8
+    direct = HamiltonianModel(basis=water.basis, **opts).fit(water.frames[:n], water.fock[:n])
+    err = lambda preds: np.mean([np.abs(p - r).mean() for p, r in zip(preds, water.fock[n : n + 2], strict=True)])  # noqa: E731
+    assert err(pred) < err(direct.predict(test))
+
+    frame = water.frames[30].copy()
+    rot = ncsym.random_rotation(np.random.default_rng(3), improper=True)
+    rotated = frame.copy()
+    rotated.positions = frame.positions @ rot.T
+    f0, f1 = delta.predict([frame, rotated])
+    d = _ao_wigner(frame, water.orbitals, rot)
+    assert np.abs(f1 - d @ f0 @ d.T).max() <= EQUIVARIANCE_TOL * np.abs(f0).max()
+
+    delta.save(tmp_path / "delta.npz")
+    loaded = HamiltonianModel.load(tmp_path / "delta.npz")
+    assert loaded.baseline == "minao" and loaded.method == "RHF"
+    np.testing.assert_allclose(loaded.predict(test)[0], pred[0], rtol=0, atol=1e-12 * np.abs(pred[0]).max())

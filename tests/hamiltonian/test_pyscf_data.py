@@ -228,3 +228,32 @@ def test_save_load_roundtrip(tmp_path):
         load_dataset(tmp_path / "bad.npz")
     with pytest.raises(TypeError, match="HamiltonianData"):
         save_dataset({"fock": []}, tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize("guess", ["minao", "1e"])
+def test_guess_fock_rotates_and_differs_from_scf(guess):
+    """The initial-guess Fock matrix is in ncsym's AO order (rotates with the Wigner
+    matrices), symmetric, and is a baseline, not the converged matrix."""
+    from ncsym.hamiltonian.pyscf_data import guess_fock
+
+    water = molecule("H2O")
+    rotation = random_rotation(11)
+    ref = scf(water, "def2-svp")
+    f0 = guess_fock(water, "def2-svp", guess=guess)
+    f1 = guess_fock(rotated(water, rotation), "def2-svp", guess=guess)
+    assert f0.shape == ref.fock[0].shape
+    np.testing.assert_array_equal(f0, f0.T)
+    d = ao_wigner(rotation, water.numbers, ref.orbitals)
+    assert np.max(np.abs(f1 - d @ f0 @ d.T)) < 1e-10 * np.abs(f0).max()
+    diff = np.abs(f0 - ref.fock[0]).max()
+    assert 1e-4 < diff < 5.0, diff
+
+
+def test_guess_fock_bad_input():
+    from ncsym.hamiltonian.pyscf_data import guess_fock
+
+    water = molecule("H2O")
+    with pytest.raises(ValueError, match="guess"):
+        guess_fock(water, "sto-3g", guess="sad")
+    with pytest.raises(ValueError, match="method"):
+        guess_fock(water, "sto-3g", method="UHF")
