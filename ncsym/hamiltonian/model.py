@@ -184,11 +184,11 @@ class HamiltonianModel:
         Delta-learning: learn ``F - F0`` instead of ``F``, with ``F0`` the Fock / Kohn-Sham
         matrix built (with PySCF, one Fock build, no SCF iterations) from that initial-guess
         density (:func:`ncsym.hamiltonian.pyscf_data.guess_fock`), and add ``F0`` back in
-        :meth:`predict`.  Needs PySCF and ``basis`` at fit and predict time; ``F0`` is exactly
-        equivariant, so the model stays equivariant.  On ethanol (RHF/def2-SVP, 150 training
+        :meth:`predict`.  Needs PySCF and ``basis`` at fit and predict time; ``F0`` rotates as
+        ``D F0 D^T`` (to PySCF's integral precision), so the model stays equivariant.  On ethanol (RHF/def2-SVP, 150 training
         structures, nu = 2 PCA 32 pair features with the j term) ``"minao"`` lowered the test
-        MAE from 86.3 to 78.6 uHa (benchmarks/bench_hamiltonian.py); PySCF's minao Fock build
-        adds about 0.1 s per ethanol to fit and predict.
+        MAE from 86.3 to 78.6 uHa (benchmarks/bench_hamiltonian.py); the Fock build
+        takes about 0.4 s per ethanol (2 busy cores) in fit and in predict.
     method, xc : str
         Level of theory of the baseline Fock build (``"RHF"`` or ``"RKS"`` with functional
         ``xc``); it should match the training matrices.
