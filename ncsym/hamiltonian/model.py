@@ -57,8 +57,8 @@ SCALE_FLOOR = 1e-3
 #: ``low_memory=True`` reached 104 uHa, and 86 uHa with ``pair_terms=("i", "j")`` (the
 #: j-centred three-body term rho_j^(1) x g_ij next to the four-body one; fit time +25 %);
 #: ``inner_contraction=48`` with the j term 81 uHa (fit 14 min, 20 GB peak); learning
-#: ``F - F0`` on PySCF's minao guess Fock matrix (``baseline="minao"``) at PCA 32 + j: 78.6 uHa
-#: (benchmarks/bench_hamiltonian.py).
+#: ``F - F0`` on PySCF's minao guess Fock matrix (``baseline="minao"``): 78.6 uHa at PCA 32 + j,
+#: 71.7 uHa at PCA 48 + j (fit 15 min, 18 GB peak) (benchmarks/bench_hamiltonian.py).
 DEFAULT_FEATURES = dict(
     cutoff=3.0,
     pair_cutoff=5.0,
