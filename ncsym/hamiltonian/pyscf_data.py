@@ -330,6 +330,19 @@ class HamiltonianData:
         return load_dataset(path)
 
 
+def _mean_field(frame, basis, method: str, xc: str, charge: int):
+    """PySCF molecule and closed-shell mean-field object (``method`` already validated)."""
+    _, scf, dft, _ = _import_pyscf()
+    mol = _build_mol(frame, basis, charge=charge, spin=0)
+    if method == "RHF":
+        mf = scf.RHF(mol)
+    else:
+        mf = dft.RKS(mol)
+        mf.xc = xc
+    mf.verbose = 0
+    return mol, mf
+
+
 def run_scf(
     frame,
     basis="def2-svp",
@@ -377,7 +390,7 @@ def run_scf(
     SCFNotConvergedError
         Unconverged SCF with ``on_unconverged="raise"``.
     """
-    _, scf, dft, _ = _import_pyscf()
+    _import_pyscf()  # a clear error first when PySCF is missing
     method = str(method).upper()
     if method not in _METHODS:
         raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}")
@@ -389,13 +402,7 @@ def run_scf(
             f"`method` {method} is closed-shell but {frame.get_chemical_formula()} with charge "
             f"{charge} has {n_electrons} electrons (odd)"
         )
-    mol = _build_mol(frame, basis, charge=charge, spin=0)
-    if method == "RHF":
-        mf = scf.RHF(mol)
-    else:
-        mf = dft.RKS(mol)
-        mf.xc = xc
-    mf.verbose = 0
+    mol, mf = _mean_field(frame, basis, method, xc, charge)
     mf.conv_tol = float(conv_tol)
     mf.conv_tol_grad = float(conv_tol_grad)
     mf.max_cycle = int(max_cycle)
@@ -471,19 +478,12 @@ def guess_fock(
     ndarray, shape (n_ao, n_ao)
         Symmetric matrix in Hartree, ncsym AO order (p shells ``m = -1, 0, 1``).
     """
-    _, scf, dft, _ = _import_pyscf()
     method = str(method).upper()
     if method not in _METHODS:
         raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}")
     if guess not in GUESSES:
         raise ValueError(f"`guess` must be one of {GUESSES}, got {guess!r}")
-    mol = _build_mol(frame, basis, charge=charge, spin=0)
-    if method == "RHF":
-        mf = scf.RHF(mol)
-    else:
-        mf = dft.RKS(mol)
-        mf.xc = xc
-    mf.verbose = 0
+    mol, mf = _mean_field(frame, basis, method, xc, charge)
     dm0 = mf.get_init_guess(key=guess)
     numbers = np.asarray(frame.get_atomic_numbers(), dtype=np.int64)
     perm = pyscf_ao_permutation(numbers, _layout_by_species(mol, numbers))
