@@ -458,9 +458,10 @@ def guess_fock(
     """Fock / Kohn-Sham matrix built from an initial-guess density (no SCF iterations).
 
     A cheap physical baseline for :class:`~ncsym.hamiltonian.HamiltonianModel`
-    (``baseline=...``): one Fock build with the superposition of atomic densities, so the
-    one-electron terms and the electrostatics of neutral atoms are exact, and a model only
-    learns what the SCF changes.
+    (``baseline=...``): one Fock build from a density made of atomic pieces (``"minao"``,
+    ``"atom"``) or from a model Hamiltonian (``"huckel"``, ``"1e"``).  The one-electron
+    terms are then exact and the two-electron terms approximate, so a model only learns
+    what the SCF changes from that density.
 
     Parameters
     ----------

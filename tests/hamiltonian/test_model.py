@@ -235,7 +235,7 @@ def test_baseline_option(water, tmp_path, monkeypatch):
     delta = HamiltonianModel(basis=water.basis, baseline="minao", **opts).fit(water.frames[:n], water.fock[:n])
     base = [guess_fock(f, water.basis) for f in water.frames[: n + 2]]
     plain = HamiltonianModel(basis=water.basis, **opts).fit(
-        water.frames[:n], [f - b for f, b in zip(water.fock[:n], base, strict=False)]
+        water.frames[:n], [f - b for f, b in zip(water.fock[:n], base[:n], strict=True)]
     )
     test = water.frames[n : n + 2]
     pred = delta.predict(test)
