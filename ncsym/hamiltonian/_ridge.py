@@ -47,11 +47,15 @@ class RidgeFit:
 class _Decomposition:
     """``X`` in the eigenbasis: ``H(alpha) = A diag(1 / (e + alpha)) A^T``, weights from ``W``."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
-        n_rows, n_feat = x.shape
-        self.dual = n_rows < n_feat
+    def __init__(self, x: np.ndarray | None, y: np.ndarray, gram: np.ndarray | None = None) -> None:
+        if gram is not None:  # kernel ridge: only the Gram matrix is known
+            n_rows, n_feat = gram.shape[0], None
+            self.dual = True
+        else:
+            n_rows, n_feat = x.shape
+            self.dual = n_rows < n_feat
         if self.dual:
-            e, q = np.linalg.eigh(x @ x.T)
+            e, q = np.linalg.eigh(x @ x.T if gram is None else 0.5 * (gram + gram.T))
             e = np.clip(e, 0.0, None)
             self.a = q * np.sqrt(e)  # A = Q sqrt(e): A A^T = K
             self.qty = q.T @ y
@@ -69,6 +73,10 @@ class _Decomposition:
         if self.dual:
             return self.q @ (self.qty * (self.e / (self.e + alpha))[:, None])
         return self.a @ (self.vxty / (self.e + alpha)[:, None])
+
+    def dual_coefficients(self, alpha: float, cols) -> np.ndarray:
+        """``(K + alpha)^-1 y`` for the columns ``cols`` of ``y`` (dual form only)."""
+        return self.q @ (self.qty[:, cols] / (self.e + alpha)[:, None])
 
     def weights(self, alpha: float, cols) -> np.ndarray:
         if self.dual:
@@ -165,13 +173,9 @@ def fit_ridge_cv(
     if cv == "loo" and n_groups >= 2:
         errors = np.sqrt(_loo_errors(dec, y, groups, abs_alphas) / n_rows)
     elif isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) and cv >= 2 and n_groups >= 2:
-        n_folds = min(int(cv), n_groups)
-        unique_groups = np.unique(groups)
-        rng = np.random.default_rng(seed)
-        fold_of_group = rng.permutation(len(unique_groups)) % n_folds
-        fold = fold_of_group[np.searchsorted(unique_groups, groups)]
+        fold = _fold_of_rows(groups, cv, seed)
         errors = np.zeros((len(rel), n_targets))
-        for k in range(n_folds):
+        for k in np.unique(fold):
             val = fold == k
             sub = _Decomposition(x[~val], y[~val])
             for ia, alpha in enumerate(abs_alphas):
@@ -183,16 +187,104 @@ def fit_ridge_cv(
     else:
         raise ValueError(f"`cv` must be 'loo' or an integer >= 1, got {cv!r}")
 
-    if errors is not None:
-        best = np.argmin(errors, axis=0)
-        cv_rmse = errors[best, np.arange(n_targets)]
-    else:
-        best = np.full(n_targets, len(rel) // 2)
-        cv_rmse = np.full(n_targets, np.nan)
-
+    best, cv_rmse = _select(errors, n_targets, len(rel))
     weights = np.empty((n_feat, n_targets))
     for ia in np.unique(best):
         cols = best == ia
         weights[:, cols] = dec.weights(abs_alphas[ia], cols)
     b0 = y_mean - x_mean @ weights if intercept else np.zeros(n_targets)
     return RidgeFit(weights=weights, intercept=b0, alpha=abs_alphas[best], cv_rmse=cv_rmse)
+
+
+def _select(errors, n_targets, n_alphas):
+    """Index of the best alpha per target (the middle one without CV) and its CV RMSE."""
+    if errors is None:
+        return np.full(n_targets, n_alphas // 2), np.full(n_targets, np.nan)
+    best = np.argmin(errors, axis=0)
+    return best, errors[best, np.arange(n_targets)]
+
+
+def _fold_of_rows(groups: np.ndarray, cv: int, seed: int) -> np.ndarray:
+    unique_groups = np.unique(groups)
+    n_folds = min(int(cv), len(unique_groups))
+    fold_of_group = np.random.default_rng(seed).permutation(len(unique_groups)) % n_folds
+    return fold_of_group[np.searchsorted(unique_groups, groups)]
+
+
+def fit_kernel_ridge_cv(
+    gram: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    alphas=DEFAULT_ALPHAS,
+    cv: str | int = "loo",
+    intercept: bool = False,
+    seed: int = 0,
+) -> RidgeFit:
+    """Kernel ridge regression ``y ~ K c (+ b)`` with ``alpha`` chosen per target by grouped CV.
+
+    The dual counterpart of :func:`fit_ridge_cv` for a model that is known only through its
+    Gram (kernel) matrix between the training rows: the same grouped leave-one-out or K-fold
+    cross-validation, with ``alphas`` relative to the mean eigenvalue of ``K``.
+
+    Parameters
+    ----------
+    gram : ndarray, shape (n_rows, n_rows)
+        Symmetric positive semi-definite kernel matrix of the training rows.
+    y : ndarray, shape (n_rows, n_targets)
+    groups : ndarray of int, shape (n_rows,)
+    alphas, cv, seed
+        As in :func:`fit_ridge_cv`.
+    intercept : bool
+        Fit the targets' mean as the intercept (the kernel then models the centred targets).
+
+    Returns
+    -------
+    RidgeFit
+        ``weights`` are the dual coefficients, shape (n_rows, n_targets): a new sample ``A``
+        is predicted as ``K(A, train) @ weights + intercept``.
+    """
+    gram = np.asarray(gram, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    groups = np.asarray(groups)
+    n_rows = gram.shape[0]
+    if gram.shape != (n_rows, n_rows) or y.shape[0] != n_rows or groups.shape != (n_rows,):
+        raise ValueError(
+            f"inconsistent shapes: gram {gram.shape}, y {y.shape}, groups {groups.shape}"
+        )
+    n_targets = y.shape[1]
+    y_mean = y.mean(axis=0) if intercept else np.zeros(n_targets)
+    y = y - y_mean
+    if n_rows == 0 or not np.any(gram):
+        return RidgeFit(
+            weights=np.zeros((n_rows, n_targets)),
+            intercept=y_mean,
+            alpha=np.zeros(n_targets),
+            cv_rmse=np.full(n_targets, np.nan),
+        )
+    dec = _Decomposition(None, y, gram=gram)
+    abs_alphas = np.asarray(alphas, dtype=np.float64) * (float(dec.e.sum()) / n_rows)
+    n_groups = len(np.unique(groups))
+    errors = None
+    if cv == "loo" and n_groups >= 2:
+        errors = np.sqrt(_loo_errors(dec, y, groups, abs_alphas) / n_rows)
+    elif isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) and cv >= 2 and n_groups >= 2:
+        fold = _fold_of_rows(groups, cv, seed)
+        errors = np.zeros((len(abs_alphas), n_targets))
+        for k in np.unique(fold):
+            val, train = fold == k, fold != k
+            sub = _Decomposition(None, y[train], gram=gram[np.ix_(train, train)])
+            k_val = gram[np.ix_(val, train)]
+            for ia, alpha in enumerate(abs_alphas):
+                errors[ia] += ((k_val @ sub.dual_coefficients(alpha, slice(None)) - y[val]) ** 2).sum(axis=0)
+        errors = np.sqrt(errors / n_rows)
+    elif not (cv in ("loo", 1) or isinstance(cv, (int, np.integer))):
+        raise ValueError(f"`cv` must be 'loo' or an integer >= 1, got {cv!r}")
+    best, cv_rmse = _select(errors, n_targets, len(abs_alphas))
+    coef = np.empty((n_rows, n_targets))
+    for ia in np.unique(best):
+        cols = best == ia
+        coef[:, cols] = dec.dual_coefficients(abs_alphas[ia], cols)
+    return RidgeFit(weights=coef, intercept=y_mean, alpha=abs_alphas[best], cv_rmse=cv_rmse)

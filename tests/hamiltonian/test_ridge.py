@@ -112,3 +112,47 @@ def test_all_zero_features_give_intercept_only():
     fit = fit_ridge_cv(np.zeros((6, 0)), y, np.arange(6))
     assert fit.weights.shape == (0, 2)
     np.testing.assert_array_equal(fit.intercept, 0.0)
+
+
+# --------------------------------------------------------------------------- kernel ridge
+
+
+def test_kernel_ridge_with_linear_kernel_equals_ridge():
+    """Dual kernel ridge on K = X X^T predicts what primal ridge on X predicts, with the same
+    grouped-LOO errors (the relative alphas are scaled by n_features vs n_rows)."""
+    from ncsym.hamiltonian._ridge import fit_kernel_ridge_cv
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(45, 10))
+    x_new = rng.normal(size=(7, 10))
+    y = x @ rng.normal(size=(10, 3)) + 0.1 * rng.normal(size=(45, 3))
+    groups = np.repeat(np.arange(15), 3)
+    rel = np.array([1e-3, 1e-2, 1e-1])
+    lin = fit_ridge_cv(x, y, groups, alphas=rel)
+    ker = fit_kernel_ridge_cv(x @ x.T, y, groups, alphas=rel * 45 / 10)
+    np.testing.assert_allclose(ker.alpha, lin.alpha, rtol=1e-12)
+    np.testing.assert_allclose(ker.cv_rmse, lin.cv_rmse, rtol=1e-8)
+    np.testing.assert_allclose((x_new @ x.T) @ ker.weights, x_new @ lin.weights, atol=1e-10)
+
+
+def test_kernel_ridge_intercept_kfold_and_errors():
+    import pytest
+
+    from ncsym.hamiltonian._ridge import fit_kernel_ridge_cv
+
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(40, 3))
+    gram = (x @ x.T + 1.0) ** 2
+    y = (x[:, :1] ** 2 - x[:, 1:2] * x[:, 2:3]) + 5.0
+    fit = fit_kernel_ridge_cv(gram, y, np.arange(40), cv=5, intercept=True)
+    np.testing.assert_allclose(fit.intercept, y.mean(axis=0))
+    assert fit.cv_rmse[0] < 1e-3 * y.std()  # a quadratic kernel represents a quadratic target
+    fit1 = fit_kernel_ridge_cv(gram, y, np.arange(40), cv=1)
+    assert np.isnan(fit1.cv_rmse).all()
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        fit_kernel_ridge_cv(gram[:, :-1], y, np.arange(40))
+    with pytest.raises(ValueError, match="`cv` must be"):
+        fit_kernel_ridge_cv(gram, y, np.arange(40), cv="bogus")
+    zero = fit_kernel_ridge_cv(np.zeros((4, 4)), np.ones((4, 1)), np.arange(4), intercept=True)
+    np.testing.assert_array_equal(zero.weights, 0.0)
+    np.testing.assert_array_equal(zero.intercept, 1.0)
