@@ -21,3 +21,25 @@ def test_water_250_train_50_test_meets_the_goals():
     assert out["occupied_mae_mev"] <= 1.0
     for p in pred:
         assert np.all(np.isfinite(p))
+
+
+@pytest.mark.slow
+def test_water_kernel_select_with_100_structures():
+    """The exact zeta = 2 kernel (chosen per target by structure-grouped LOO) learns water from
+    100 structures better than the linear model does from 250: measured 1.29 micro-Hartree and
+    0.034 meV (the linear model: 5.83 uHa at 100, 5.24 uHa at 250)."""
+    data = load_water_dataset()
+    model = HamiltonianModel(
+        orbitals=data.orbitals,
+        basis=data.basis,
+        progress=False,
+        kernel="select",
+        n_active=None,
+        cv_groups="structure",
+    )
+    model.fit(data.frames[:100], data.fock[:100])
+    pred = model.predict(data.frames[250:300])
+    out = metrics(pred, data.fock[250:300], data.overlap[250:300], data.n_occupied[250:300])
+    assert out["mae_uha"] <= 2.0
+    assert out["occupied_mae_mev"] <= 0.1
+    assert 0 < sum(int(m["uses_kernel"].sum()) for m in model.models_.values())

@@ -67,3 +67,42 @@ def test_nystrom_reproduces_kernel_on_active_set():
     dup = NystromKernel(np.concatenate([x, x]), np.concatenate([u, u]), 2)
     assert dup.width == nk.width
     assert np.all(np.isfinite(dup.basis))
+
+
+@pytest.mark.parametrize("shape", [(40, 6), (5, 12)])  # through X^T X and through X X^T
+def test_principal_axes(shape):
+    from ncsym.hamiltonian._kernel import principal_axes
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape) * np.geomspace(10.0, 0.1, shape[1])
+    full = principal_axes(x, 100)
+    assert full.shape == (shape[1], min(shape))
+    np.testing.assert_allclose(full.T @ full, np.eye(min(shape)), atol=1e-12)
+    # every row of x lies in the span of all its axes
+    np.testing.assert_allclose((x @ full) @ full.T, x, atol=1e-10 * np.abs(x).max())
+    two = principal_axes(x, 2)
+    # the leading axes: the best rank-2 approximation (Eckart-Young)
+    s = np.linalg.svd(x, compute_uv=False)
+    resid = np.linalg.norm(x - (x @ two) @ two.T)
+    np.testing.assert_allclose(resid, np.sqrt((s[2:] ** 2).sum()), rtol=1e-10)
+
+
+@pytest.mark.parametrize("zeta", [1, 2, 3])
+def test_primal_weights_reproduce_the_dual_model(zeta):
+    """sum_B K(A, B) c_B (dual) == sum_k psi_Ak x_A W_k (primal), for the kernel of kernel()."""
+    from ncsym.hamiltonian._kernel import invariant_power, primal_predict, primal_weights
+
+    rng = np.random.default_rng(11)
+    lam, p = 2, 5
+    x, x0 = _samples(rng, 9, lam, p, 4)
+    xn, x0n = _samples(rng, 3, lam, p, 4)
+    u, un = invariant_rows(x0), invariant_rows(x0n)
+    coef = rng.normal(size=(9 * (2 * lam + 1), 2))
+    dual = kernel(xn, un, x, u, zeta).reshape(3 * (2 * lam + 1), -1) @ coef
+    w = primal_weights(x, invariant_power(u, zeta), coef)
+    assert w.shape == ((u.shape[1]) ** (zeta - 1), p, 2)
+    primal = primal_predict(xn, invariant_power(un, zeta), w)
+    np.testing.assert_allclose(primal.reshape(-1, 2), dual, atol=1e-12 * np.abs(dual).max())
+    np.testing.assert_allclose(
+        invariant_power(un, zeta) @ invariant_power(u, zeta).T, (un @ u.T) ** (zeta - 1), atol=1e-14
+    )

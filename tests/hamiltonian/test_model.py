@@ -17,9 +17,17 @@ def water():
     return load_water_dataset()
 
 
-@pytest.fixture(scope="module", params=["linear", "kernel"])
+KERNEL_OPTIONS = {
+    "linear": {},
+    "kernel": dict(kernel=True, zeta=2, n_active=15),
+    "exact-select": dict(kernel="select", zeta=2, n_active=None),
+    "exact-projected": dict(kernel=True, zeta=2, n_active=None, kernel_components=3),
+}
+
+
+@pytest.fixture(scope="module", params=list(KERNEL_OPTIONS))
 def model(water, request):
-    kernel = dict(kernel=True, zeta=2, n_active=15) if request.param == "kernel" else {}
+    kernel = KERNEL_OPTIONS[request.param]
     m = HamiltonianModel(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False, **kernel)
     return m.fit(water.frames[:20], water.fock[:20])
 
@@ -125,6 +133,10 @@ def test_errors(model, water, tmp_path):
         HamiltonianModel(orbitals=water.orbitals, kernel=True, zeta=0)
     with pytest.raises(ValueError, match="n_active"):
         HamiltonianModel(orbitals=water.orbitals, kernel=True, n_active=0)
+    with pytest.raises(ValueError, match="`kernel` must be"):
+        HamiltonianModel(orbitals=water.orbitals, kernel="rbf")
+    with pytest.raises(ValueError, match="needs `cv`"):
+        HamiltonianModel(orbitals=water.orbitals, kernel="select", cv=1)
 
 
 def test_kernel_model_uses_nystrom_features(water):
@@ -264,3 +276,58 @@ def test_baseline_option(water, tmp_path, monkeypatch):
     loaded = HamiltonianModel.load(tmp_path / "delta.npz")
     assert loaded.baseline == "minao" and loaded.method == "RHF"
     np.testing.assert_allclose(loaded.predict(test)[0], pred[0], rtol=0, atol=1e-12 * np.abs(pred[0]).max())
+
+
+def test_exact_kernel_and_selection(water):
+    """``n_active=None`` solves kernel ridge exactly in the dual (every training sample active,
+    no Nystrom basis); ``kernel="select"`` keeps per target the model with the lower CV error,
+    and its predictions are the kernel part plus the linear part."""
+    opts = dict(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False)
+    exact = HamiltonianModel(kernel=True, n_active=None, **opts).fit(water.frames[:12], water.fock[:12])
+    sel = HamiltonianModel(kernel="select", n_active=None, **opts).fit(water.frames[:12], water.fock[:12])
+    lin = HamiltonianModel(**opts).fit(water.frames[:12], water.fock[:12])
+    for key, m in exact.models_.items():
+        # primal form: (d, p, n_targets) weights, d = p0 + 1 invariants for zeta = 2; no
+        # training features are stored
+        assert "kernel_basis" not in m and "kernel_x" not in m
+        p0 = m["scale0"].shape[0]
+        assert m["kernel_weights"].shape == (p0 + 1, m["scale"].shape[0], len(m["target_keys"]))
+        s, ml = sel.models_[key], lin.models_[key]
+        use = s["uses_kernel"]
+        np.testing.assert_array_equal(s["kernel_weights"][:, :, ~use], 0.0)
+        # per target: the kernel fit of `exact` or the linear fit of `lin`, whichever CV preferred
+        np.testing.assert_allclose(s["cv_rmse"], np.where(use, m["cv_rmse"], ml["cv_rmse"]), rtol=1e-8)
+        assert np.all(s["cv_rmse"] <= np.maximum(m["cv_rmse"], ml["cv_rmse"]) * (1 + 1e-8))
+        np.testing.assert_array_equal(s["linear_weights"][:, use], 0.0)
+    assert 0 < sum(int(m["uses_kernel"].sum()) for m in sel.models_.values()) < sum(
+        len(m["target_keys"]) for m in sel.models_.values()
+    )
+    ref = water.fock[12:16]
+    err = {
+        name: np.mean([np.abs(p - r).mean() for p, r in zip(mod.predict(water.frames[12:16]), ref, strict=True)])
+        for name, mod in (("exact", exact), ("select", sel), ("linear", lin))
+    }
+    assert all(np.isfinite(e) for e in err.values())
+    assert err["select"] < 2.0 * min(err["exact"], err["linear"])
+
+
+def test_kernel_components_project_the_invariants(water):
+    m = HamiltonianModel(
+        orbitals=water.orbitals,
+        basis=water.basis,
+        features=SMALL,
+        progress=False,
+        kernel=True,
+        n_active=None,
+        kernel_components=3,
+    ).fit(water.frames[:8], water.fock[:8])
+    for m_ in m.models_.values():
+        p0 = m_["scale0"].shape[0]
+        d = min(p0, 3) + 1
+        assert m_["kernel_weights"].shape == (d, m_["scale"].shape[0], len(m_["target_keys"]))
+        if p0 > 3:
+            assert m_["kernel_axes"].shape == (p0, 3)
+        else:
+            assert "kernel_axes" not in m_
+    with pytest.raises(ValueError, match="kernel_components"):
+        HamiltonianModel(orbitals=water.orbitals, kernel=True, kernel_components=0)
