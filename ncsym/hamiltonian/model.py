@@ -180,9 +180,10 @@ class HamiltonianModel:
         Keyword arguments of :class:`ncsym.PairFeatures` (defaults: :data:`DEFAULT_FEATURES`).
         ``species`` is filled in from the training frames.
     alphas : sequence of float
-        Relative ridge regularisations tried by cross-validation (the kernel models use
-        only those ``>= MIN_KERNEL_ALPHA``, 1e-6, of :mod:`ncsym.hamiltonian._kernel`, which
-        keeps their predictions equivariant to round-off).
+        Relative ridge regularisations tried by cross-validation (the Nystrom kernel models,
+        ``n_active`` an int, use only those ``>= MIN_KERNEL_ALPHA``, 1e-6, of
+        :mod:`ncsym.hamiltonian._kernel`, which keeps their predictions equivariant to
+        round-off).
     cv : "loo" or int
         Cross-validation of the ridge regularisation over whole atom-pair samples: exact
         grouped leave-one-out (default) or grouped K-fold.
@@ -207,7 +208,8 @@ class HamiltonianModel:
         the Nystrom basis has at most ``n_active (2 lambda + 1)`` columns.  ``None``: every
         training sample is active and the kernel ridge regression is solved exactly in the
         dual (memory and time grow as ``(n_samples (2 lambda + 1))**2`` and ``**3`` per
-        block, and the model stores the training features).
+        block), then stored as primal weights (no training features are kept; see
+        ``kernel_components``).
     kernel_components : int or None
         Project the invariant features of every block on their ``kernel_components``
         leading principal axes (fitted on the training samples) before the kernel's
