@@ -168,25 +168,12 @@ def fit_ridge_cv(
     scale = float(dec.e.sum()) / n_feat
     rel = np.asarray(alphas, dtype=np.float64)
     abs_alphas = rel * scale
-    n_groups = len(np.unique(groups))
 
-    if cv == "loo" and n_groups >= 2:
-        errors = np.sqrt(_loo_errors(dec, y, groups, abs_alphas) / n_rows)
-    elif isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) and cv >= 2 and n_groups >= 2:
-        fold = _fold_of_rows(groups, cv, seed)
-        errors = np.zeros((len(rel), n_targets))
-        for k in np.unique(fold):
-            val = fold == k
-            sub = _Decomposition(x[~val], y[~val])
-            for ia, alpha in enumerate(abs_alphas):
-                w = sub.weights(alpha, slice(None))
-                errors[ia] += ((x[val] @ w - y[val]) ** 2).sum(axis=0)
-        errors = np.sqrt(errors / n_rows)
-    elif cv in ("loo", 1) or isinstance(cv, (int, np.integer)):
-        errors = None
-    else:
-        raise ValueError(f"`cv` must be 'loo' or an integer >= 1, got {cv!r}")
+    def fold_predictions(train, val):
+        sub = _Decomposition(x[train], y[train])
+        return [x[val] @ sub.weights(alpha, slice(None)) for alpha in abs_alphas]
 
+    errors = _cv_errors(dec, y, groups, abs_alphas, cv, seed, fold_predictions)
     best, cv_rmse = _select(errors, n_targets, len(rel))
     weights = np.empty((n_feat, n_targets))
     for ia in np.unique(best):
@@ -194,6 +181,29 @@ def fit_ridge_cv(
         weights[:, cols] = dec.weights(abs_alphas[ia], cols)
     b0 = y_mean - x_mean @ weights if intercept else np.zeros(n_targets)
     return RidgeFit(weights=weights, intercept=b0, alpha=abs_alphas[best], cv_rmse=cv_rmse)
+
+
+def _cv_errors(dec, y, groups, abs_alphas, cv, seed, fold_predictions):
+    """Cross-validated RMSE, shape (n_alphas, n_targets), or None without CV.
+
+    ``"loo"``: exact grouped leave-one-out from ``dec``; an int ``K >= 2``: grouped K-fold, with
+    ``fold_predictions(train_rows, val_rows)`` giving the validation predictions of a model
+    fitted on the training rows, one array per alpha.
+    """
+    n_groups = len(np.unique(groups))
+    if cv == "loo" and n_groups >= 2:
+        return np.sqrt(_loo_errors(dec, y, groups, abs_alphas) / len(y))
+    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) and cv >= 2 and n_groups >= 2:
+        fold = _fold_of_rows(groups, cv, seed)
+        errors = np.zeros((len(abs_alphas), y.shape[1]))
+        for k in np.unique(fold):
+            val = fold == k
+            for ia, pred in enumerate(fold_predictions(~val, val)):
+                errors[ia] += ((pred - y[val]) ** 2).sum(axis=0)
+        return np.sqrt(errors / len(y))
+    if cv in ("loo", 1) or isinstance(cv, (int, np.integer)):
+        return None
+    raise ValueError(f"`cv` must be 'loo' or an integer >= 1, got {cv!r}")
 
 
 def _select(errors, n_targets, n_alphas):
@@ -266,22 +276,13 @@ def fit_kernel_ridge_cv(
         )
     dec = _Decomposition(None, y, gram=gram)
     abs_alphas = np.asarray(alphas, dtype=np.float64) * (float(dec.e.sum()) / n_rows)
-    n_groups = len(np.unique(groups))
-    errors = None
-    if cv == "loo" and n_groups >= 2:
-        errors = np.sqrt(_loo_errors(dec, y, groups, abs_alphas) / n_rows)
-    elif isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) and cv >= 2 and n_groups >= 2:
-        fold = _fold_of_rows(groups, cv, seed)
-        errors = np.zeros((len(abs_alphas), n_targets))
-        for k in np.unique(fold):
-            val, train = fold == k, fold != k
-            sub = _Decomposition(None, y[train], gram=gram[np.ix_(train, train)])
-            k_val = gram[np.ix_(val, train)]
-            for ia, alpha in enumerate(abs_alphas):
-                errors[ia] += ((k_val @ sub.dual_coefficients(alpha, slice(None)) - y[val]) ** 2).sum(axis=0)
-        errors = np.sqrt(errors / n_rows)
-    elif not (cv in ("loo", 1) or isinstance(cv, (int, np.integer))):
-        raise ValueError(f"`cv` must be 'loo' or an integer >= 1, got {cv!r}")
+
+    def fold_predictions(train, val):
+        sub = _Decomposition(None, y[train], gram=gram[np.ix_(train, train)])
+        k_val = gram[np.ix_(val, train)]
+        return [k_val @ sub.dual_coefficients(alpha, slice(None)) for alpha in abs_alphas]
+
+    errors = _cv_errors(dec, y, groups, abs_alphas, cv, seed, fold_predictions)
     best, cv_rmse = _select(errors, n_targets, len(abs_alphas))
     coef = np.empty((n_rows, n_targets))
     for ia in np.unique(best):
