@@ -331,8 +331,17 @@ class HamiltonianData:
 
 
 def _mean_field(frame, basis, method: str, xc: str, charge: int):
-    """PySCF molecule and closed-shell mean-field object (``method`` already validated)."""
+    """PySCF molecule and closed-shell mean-field object; ``method`` (upper case) and the
+    electron count are checked here, for :func:`run_scf` and :func:`guess_fock` alike."""
     _, scf, dft, _ = _import_pyscf()
+    if method not in _METHODS:
+        raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}")
+    n_electrons = int(np.sum(frame.get_atomic_numbers())) - int(charge)
+    if n_electrons % 2:
+        raise ValueError(
+            f"`method` {method} is closed-shell but {frame.get_chemical_formula()} with charge "
+            f"{charge} has {n_electrons} electrons (odd)"
+        )
     mol = _build_mol(frame, basis, charge=charge, spin=0)
     if method == "RHF":
         mf = scf.RHF(mol)
@@ -391,17 +400,9 @@ def run_scf(
         Unconverged SCF with ``on_unconverged="raise"``.
     """
     _import_pyscf()  # a clear error first when PySCF is missing
-    method = str(method).upper()
-    if method not in _METHODS:
-        raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}")
     if on_unconverged not in ("raise", "warn"):
         raise ValueError(f"`on_unconverged` must be 'raise' or 'warn', got {on_unconverged!r}")
-    n_electrons = int(np.sum(frame.get_atomic_numbers())) - int(charge)
-    if n_electrons % 2:
-        raise ValueError(
-            f"`method` {method} is closed-shell but {frame.get_chemical_formula()} with charge "
-            f"{charge} has {n_electrons} electrons (odd)"
-        )
+    method = str(method).upper()
     mol, mf = _mean_field(frame, basis, method, xc, charge)
     mf.conv_tol = float(conv_tol)
     mf.conv_tol_grad = float(conv_tol_grad)
@@ -426,7 +427,7 @@ def run_scf(
     overlap = 0.5 * (overlap + overlap.T)
     mo_energy = scipy.linalg.eigh(fock, overlap, eigvals_only=True)
     mo_occ = np.zeros_like(mo_energy)
-    mo_occ[: n_electrons // 2] = 2.0
+    mo_occ[: mol.nelectron // 2] = 2.0
     return HamiltonianData(
         numbers=[numbers],
         positions=[np.asarray(frame.get_positions(), dtype=np.float64)],
@@ -479,12 +480,9 @@ def guess_fock(
     ndarray, shape (n_ao, n_ao)
         Symmetric matrix in Hartree, ncsym AO order (p shells ``m = -1, 0, 1``).
     """
-    method = str(method).upper()
-    if method not in _METHODS:
-        raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}")
     if guess not in GUESSES:
         raise ValueError(f"`guess` must be one of {GUESSES}, got {guess!r}")
-    mol, mf = _mean_field(frame, basis, method, xc, charge)
+    mol, mf = _mean_field(frame, basis, str(method).upper(), xc, charge)
     dm0 = mf.get_init_guess(key=guess)
     numbers = np.asarray(frame.get_atomic_numbers(), dtype=np.int64)
     perm = pyscf_ao_permutation(numbers, _layout_by_species(mol, numbers))

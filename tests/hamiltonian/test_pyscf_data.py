@@ -257,3 +257,5 @@ def test_guess_fock_bad_input():
         guess_fock(water, "sto-3g", guess="sad")
     with pytest.raises(ValueError, match="method"):
         guess_fock(water, "sto-3g", method="UHF")
+    with pytest.raises(ValueError, match="odd"):
+        guess_fock(molecule("OH"), "sto-3g")
