@@ -527,7 +527,10 @@ class HamiltonianModel:
                 xs = xs - model["kernel_center"]
             psi = invariant_power(u, self.zeta)
             flat = xs.reshape(-1, xs.shape[2])
-            gram = (flat @ flat.T) * np.repeat(np.repeat(psi @ psi.T, n_comp, axis=0), n_comp, axis=1)
+            n_rows = flat.shape[0]
+            gram = (flat @ flat.T).reshape(len(samples), n_comp, len(samples), n_comp)
+            gram *= (psi @ psi.T)[:, None, :, None]
+            gram = gram.reshape(n_rows, n_rows)
             fit = fit_kernel_ridge_cv(gram, y, groups, alphas=self.alphas, cv=self.cv, intercept=intercept)
             del gram
             model["kernel_weights"] = primal_weights(xs, psi, fit.weights)
