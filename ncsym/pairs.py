@@ -352,9 +352,7 @@ class _Plan:
         ``column_offset : column_offset + width`` of each block (``column_offset`` may be a
         dict per key).
         """
-        from numba.typed import List
-
-        from .kernels.pairs_cpu import cg_product_segments, cg_product_separable
+        from .kernels.pairs_cpu import cg_product_segments, cg_product_separable, output_addresses
 
         a_flat = a.flat() if isinstance(a, _Equi) else a
         separable = isinstance(b, _SeparablePairs)
@@ -368,7 +366,7 @@ class _Plan:
         seg = np.ascontiguousarray(seg, dtype=np.int64)
         if not self.keys or seg.shape[0] <= 1 or idx_a.shape[0] == 0 or self.terms.shape[0] == 0:
             return outs
-        flat_outs = []
+        blocks = []
         widths = np.zeros(len(self.keys), dtype=np.int64)
         offsets = np.zeros(len(self.keys), dtype=np.int64)
         for i, k in enumerate(self.keys):
@@ -377,8 +375,12 @@ class _Plan:
             if not out.flags.c_contiguous or out.shape[2] < offsets[i] + len(self.props[k]):
                 raise RuntimeError("output blocks must be C-contiguous and wide enough")  # pragma: no cover
             widths[i] = out.shape[2]
-            flat_outs.append(out.reshape(out.shape[0], -1))
-        out_list = List(flat_outs)
+            blocks.append(out)
+        # `blocks` (the caller's arrays) stay alive through the kernel calls below
+        out_address, out_row = output_addresses(blocks)
+        n_out = idx_a.shape[0] if separable else seg.shape[0] - 1
+        if blocks[0].shape[0] < n_out:
+            raise RuntimeError("output blocks have fewer rows than the product")  # pragma: no cover
         terms = self.terms
         if np.any(offsets) or np.any(widths[terms[:, 1]] != terms[:, 3]):
             terms = terms.copy()
@@ -399,7 +401,8 @@ class _Plan:
                 t.m2,
                 t.mu,
                 t.coef,
-                out_list,
+                out_address,
+                out_row,
                 _KERNEL_CHUNK,
             )
             return outs
@@ -416,7 +419,8 @@ class _Plan:
             t.m2,
             t.mu,
             t.coef,
-            out_list,
+            out_address,
+            out_row,
             _KERNEL_CHUNK,
         )
         return outs

@@ -19,8 +19,11 @@ Product
         out[r, mu, out_offset + p * P2 + q] += sum_s sum_{m1, m2} cg[m1, m2, mu]
                                                a[idx_a[s], m1, p] b[idx_b[s], m2, q]
 
-    Properties of ``a`` run slowest, those of ``b`` fastest.  Output blocks are passed as 2-D
-    ``(n_out, (2 lam + 1) * P)`` views, so entry ``(mu, p)`` of row ``r`` is ``[r, mu * P + p]``.
+    Properties of ``a`` run slowest, those of ``b`` fastest.  Output blocks are passed by data
+    address (:func:`output_addresses`, C-contiguous ``(n_out, 2 lam + 1, P)`` arrays), so entry
+    ``(mu, p)`` of row ``r`` is float ``r * (2 lam + 1) * P + mu * P + p`` of the block.  Raw
+    addresses, not a typed list of arrays: fetching an array from a list per row and term cost
+    atomic reference counts that the two threads fought over (12 ms per Si216 structure).
 Method
     For each sample and each pair of input blocks the outer product
     ``u[m1, m2, p, q] = a[m1, p] b[m2, q]`` is formed once in a per-thread buffer and reused by
@@ -34,24 +37,83 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
-__all__ = ["cg_product_segments", "cg_product_separable", "PAIR_COLUMNS", "TERM_COLUMNS"]
+__all__ = ["cg_product_segments", "cg_product_separable", "output_addresses", "PAIR_COLUMNS", "TERM_COLUMNS"]
 
 #: Columns of the ``pairs`` table: ``a_offset, 2 l1 + 1, P1, b_offset, 2 l2 + 1, P2,
 #: first_term, stop_term`` (terms ``first_term .. stop_term - 1`` use this pair of blocks).
 PAIR_COLUMNS = ("a_offset", "a_size", "a_props", "b_offset", "b_size", "b_props", "start", "stop")
 
 #: Columns of the ``terms`` table: ``cg_table, out_block, out_offset, out_width``;
-#: ``cg_table`` indexes ``cg_offsets``, ``out_block`` the list of output arrays, and
+#: ``cg_table`` indexes ``cg_offsets``, ``out_block`` the output blocks (``out_address``), and
 #: ``out_width`` is the number of properties ``P`` of that output block.
 TERM_COLUMNS = ("cg_table", "out_block", "out_offset", "out_width")
 
 
+@intrinsic
+def _float_pointer(typingctx, address):  # pragma: no cover - compiled
+    """``float64 *`` at the integer ``address`` (a C-contiguous float64 buffer kept alive by the caller)."""
+    sig = types.CPointer(types.float64)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float64)))
+
+    return sig, codegen
+
+
+@numba.njit(cache=True)
+def _segments_chunk(
+    r_start, r_stop, a, idx_a, b, idx_b, seg, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef,
+    out_address, out_row, max_u,
+):  # pragma: no cover - compiled
+    """Output rows ``r_start .. r_stop - 1`` of :func:`cg_product_segments`."""
+    u = np.empty(max_u)
+    n_pairs = pairs.shape[0]
+    for r in range(r_start, r_stop):
+        for s in range(seg[r], seg[r + 1]):
+            ia = idx_a[s]
+            ib = idx_b[s]
+            for t in range(n_pairs):
+                a_off = pairs[t, 0]
+                da = pairs[t, 1]
+                pa = pairs[t, 2]
+                b_off = pairs[t, 3]
+                db = pairs[t, 4]
+                pb = pairs[t, 5]
+                width = pa * pb
+                for m1 in range(da):
+                    for m2 in range(db):
+                        base = (m1 * db + m2) * width
+                        b_start = b_off + m2 * pb
+                        for p in range(pa):
+                            x = a[ia, a_off + m1 * pa + p]
+                            row = base + p * pb
+                            for q in range(pb):
+                                u[np.uint64(row + q)] = x * b[ib, np.uint64(b_start + q)]
+                for k in range(pairs[t, 6], pairs[t, 7]):
+                    table = terms[k, 0]
+                    block = terms[k, 1]
+                    out = _float_pointer(out_address[block] + 8 * r * out_row[block])
+                    o_off = terms[k, 2]
+                    stride = terms[k, 3]
+                    for e in range(cg_offsets[table], cg_offsets[table + 1]):
+                        coef = cg_coef[e]
+                        ubase = (cg_m1[e] * db + cg_m2[e]) * width
+                        obase = cg_mu[e] * stride + o_off
+                        # unsigned indices: no negative-index wraparound test, so LLVM
+                        # vectorises this axpy (several times faster)
+                        for f in range(width):
+                            out[np.uint64(obase + f)] += coef * u[np.uint64(ubase + f)]
+
+
 @numba.njit(parallel=True, cache=True)
 def cg_product_segments(
-    a, idx_a, b, idx_b, seg, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, outs, chunk
+    a, idx_a, b, idx_b, seg, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, out_address,
+    out_row, chunk,
 ):  # pragma: no cover - compiled
-    """Accumulate gathered CG products into ``outs`` (see the module docstring).
+    """Accumulate gathered CG products into the output blocks (see the module docstring).
 
     Parameters
     ----------
@@ -75,9 +137,12 @@ def cg_product_segments(
         Component indices counted from zero.
     cg_coef : float64 (nnz,)
         CG coefficients.
-    outs : typed list of float64 (n_out, (2 lam + 1) * n_properties) arrays
-        Output blocks (``(n_out, 2 lam + 1, n_properties)`` blocks reshaped, C order),
-        accumulated in place (the caller zeroes them).
+    out_address : int64 (n_blocks,)
+        Data address of every output block, a C-contiguous float64 ``(n_out, 2 lam + 1,
+        n_properties)`` array that the caller keeps alive and zeroes (accumulated in place).
+        See :func:`output_addresses`.
+    out_row : int64 (n_blocks,)
+        Floats per row of every output block, ``(2 lam + 1) * n_properties``.
     chunk : int
         Output rows handled by one task of the parallel loop.
     """
@@ -90,47 +155,60 @@ def cg_product_segments(
             max_u = size
     n_chunks = (n_out + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
-        u = np.empty(max_u)
-        r_stop = min((c + 1) * chunk, n_out)
-        for r in range(c * chunk, r_stop):
-            for s in range(seg[r], seg[r + 1]):
-                a_row = a[idx_a[s]]
-                b_row = b[idx_b[s]]
-                for t in range(n_pairs):
-                    a_off = pairs[t, 0]
-                    da = pairs[t, 1]
-                    pa = pairs[t, 2]
-                    b_off = pairs[t, 3]
-                    db = pairs[t, 4]
-                    pb = pairs[t, 5]
-                    width = pa * pb
-                    for m1 in range(da):
-                        for m2 in range(db):
-                            base = (m1 * db + m2) * width
-                            b_start = b_off + m2 * pb
-                            for p in range(pa):
-                                x = a_row[a_off + m1 * pa + p]
-                                row = base + p * pb
-                                for q in range(pb):
-                                    u[np.uint64(row + q)] = x * b_row[np.uint64(b_start + q)]
-                    for k in range(pairs[t, 6], pairs[t, 7]):
-                        table = terms[k, 0]
-                        out_r = outs[terms[k, 1]][r]
-                        o_off = terms[k, 2]
-                        stride = terms[k, 3]
-                        for e in range(cg_offsets[table], cg_offsets[table + 1]):
-                            coef = cg_coef[e]
-                            ubase = (cg_m1[e] * db + cg_m2[e]) * width
-                            obase = cg_mu[e] * stride + o_off
-                            # unsigned indices: no negative-index wraparound test, so LLVM
-                            # vectorises this axpy (several times faster)
-                            for f in range(width):
-                                out_r[np.uint64(obase + f)] += coef * u[np.uint64(ubase + f)]
+        # the rows are written by a function of their own: stores through raw addresses inside
+        # the parallel loop body would be removed by Numba's dead-code elimination
+        _segments_chunk(
+            c * chunk, min((c + 1) * chunk, n_out), a, idx_a, b, idx_b, seg, pairs, terms, cg_offsets,
+            cg_m1, cg_m2, cg_mu, cg_coef, out_address, out_row, max_u,
+        )
+
+
+@numba.njit(cache=True)
+def _separable_chunk(
+    r_start, r_stop, a, idx_a, y, radial, idx_b, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef,
+    out_address, out_row, max_t,
+):  # pragma: no cover - compiled
+    """Output rows ``r_start .. r_stop - 1`` of :func:`cg_product_separable`."""
+    tmp = np.empty(max_t)
+    n_pairs = pairs.shape[0]
+    for r in range(r_start, r_stop):
+        ia = idx_a[r]
+        ib = idx_b[r]
+        for t in range(n_pairs):
+            a_off = pairs[t, 0]
+            pa = pairs[t, 2]
+            l2 = pairs[t, 3]
+            pb = pairs[t, 5]
+            y0 = l2 * l2
+            for k in range(pairs[t, 6], pairs[t, 7]):
+                table = terms[k, 0]
+                block = terms[k, 1]
+                out = _float_pointer(out_address[block] + 8 * r * out_row[block])
+                o_off = terms[k, 2]
+                stride = terms[k, 3]
+                n_mu = out_row[block] // stride
+                for e in range(n_mu * pa):
+                    tmp[e] = 0.0
+                for e in range(cg_offsets[table], cg_offsets[table + 1]):
+                    cy = cg_coef[e] * y[ib, y0 + cg_m2[e]]
+                    if cy == 0.0:
+                        continue
+                    t_base = cg_mu[e] * pa
+                    a_base = a_off + cg_m1[e] * pa
+                    for p in range(pa):
+                        tmp[np.uint64(t_base + p)] += cy * a[ia, np.uint64(a_base + p)]
+                for mu in range(n_mu):
+                    for p in range(pa):
+                        x = tmp[mu * pa + p]
+                        o_base = mu * stride + o_off + p * pb
+                        for q in range(pb):
+                            out[np.uint64(o_base + q)] = x * radial[ib, l2, np.uint64(q)]
 
 
 @numba.njit(parallel=True, cache=True)
 def cg_product_separable(
-    a, idx_a, y, radial, idx_b, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, outs, chunk
+    a, idx_a, y, radial, idx_b, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, out_address,
+    out_row, chunk,
 ):  # pragma: no cover - compiled
     """Gathered CG products with a separable second factor ``b[m2, q] = y[m2] radial[q]``.
 
@@ -155,7 +233,7 @@ def cg_product_separable(
         Row of ``y`` / ``radial`` for each output row.
     pairs : int64 (n_pairs, 8)
         As in :func:`cg_product_segments`, except that column 3 holds ``l2``.
-    terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, outs, chunk
+    terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, out_address, out_row, chunk
         As in :func:`cg_product_segments`.
     """
     n_out = idx_a.shape[0]
@@ -163,43 +241,36 @@ def cg_product_separable(
     max_t = 1
     for t in range(n_pairs):
         for k in range(pairs[t, 6], pairs[t, 7]):
-            size = (outs[terms[k, 1]].shape[1] // terms[k, 3]) * pairs[t, 2]
+            size = (out_row[terms[k, 1]] // terms[k, 3]) * pairs[t, 2]
             if size > max_t:
                 max_t = size
     n_chunks = (n_out + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
-        tmp = np.empty(max_t)
-        r_stop = min((c + 1) * chunk, n_out)
-        for r in range(c * chunk, r_stop):
-            a_row = a[idx_a[r]]
-            y_row = y[idx_b[r]]
-            rad = radial[idx_b[r]]
-            for t in range(n_pairs):
-                a_off = pairs[t, 0]
-                pa = pairs[t, 2]
-                l2 = pairs[t, 3]
-                pb = pairs[t, 5]
-                y0 = l2 * l2
-                rad_l = rad[l2]
-                for k in range(pairs[t, 6], pairs[t, 7]):
-                    table = terms[k, 0]
-                    out_r = outs[terms[k, 1]][r]
-                    o_off = terms[k, 2]
-                    stride = terms[k, 3]
-                    n_mu = out_r.shape[0] // stride
-                    for e in range(n_mu * pa):
-                        tmp[e] = 0.0
-                    for e in range(cg_offsets[table], cg_offsets[table + 1]):
-                        cy = cg_coef[e] * y_row[y0 + cg_m2[e]]
-                        if cy == 0.0:
-                            continue
-                        t_base = cg_mu[e] * pa
-                        a_base = a_off + cg_m1[e] * pa
-                        for p in range(pa):
-                            tmp[np.uint64(t_base + p)] += cy * a_row[np.uint64(a_base + p)]
-                    for mu in range(n_mu):
-                        for p in range(pa):
-                            x = tmp[mu * pa + p]
-                            o_base = mu * stride + o_off + p * pb
-                            for q in range(pb):
-                                out_r[np.uint64(o_base + q)] = x * rad_l[q]
+        _separable_chunk(
+            c * chunk, min((c + 1) * chunk, n_out), a, idx_a, y, radial, idx_b, pairs, terms, cg_offsets,
+            cg_m1, cg_m2, cg_mu, cg_coef, out_address, out_row, max_t,
+        )
+
+
+def output_addresses(blocks) -> tuple[np.ndarray, np.ndarray]:
+    """``(out_address, out_row)`` of output blocks for the kernels of this module.
+
+    Parameters
+    ----------
+    blocks : sequence of float64 arrays, each C-contiguous, shape (n_out, ...)
+        The caller must keep them alive while a kernel writes them.
+
+    Returns
+    -------
+    out_address, out_row : int64 (n_blocks,)
+        Data address and floats per row of every block.
+    """
+    n_out = {int(blk.shape[0]) for blk in blocks}
+    if len(n_out) > 1:
+        raise ValueError(f"output blocks have different numbers of rows: {sorted(n_out)}")
+    for blk in blocks:
+        if blk.dtype != np.float64 or not blk.flags.c_contiguous or not blk.flags.writeable:
+            raise ValueError("output blocks must be writeable, C-contiguous float64 arrays")
+    address = np.array([blk.ctypes.data for blk in blocks], dtype=np.int64)
+    row = np.array([blk[:1].size if blk.shape[0] else 0 for blk in blocks], dtype=np.int64)
+    return address, row
