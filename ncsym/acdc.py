@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import buffers
 from ._checks import check_angular, check_int
 from .blocks import Block, BlockMap, Labels
 from .conventions import product_parity
@@ -975,6 +976,9 @@ class DensityCorrelations:
         keys, blocks = [], []
         n_chunks = sum(-(-counts[ct] // chunk) for ct in cts)
         bar = tqdm(total=n_chunks, desc=f"ACDC nu={nu}", disable=True if metadata_only else self._no_progress())
+        # one output buffer for every centre type, reused between calls (see ncsym.buffers)
+        all_out = None if metadata_only else buffers.empty(final_bytes // 8)
+        out_start = 0
         for ct in cts:
             rows = np.nonzero(d1.center_type == ct)[0]
             n = len(rows)
@@ -988,7 +992,8 @@ class DensityCorrelations:
             sizes = [(2 * b.lam + 1) * b.width for b in last_step.blocks]
             out = None
             if not metadata_only:
-                out = np.empty(n * sum(sizes))
+                out = all_out[out_start : out_start + n * sum(sizes)]
+                out_start += n * sum(sizes)
                 x1 = np.ascontiguousarray(d1.values[rows])
                 x2 = None if d2 is None else np.ascontiguousarray(d2.values[rows])
                 final_plan = pipe.final_plan(n)

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import buffers
 from ._checks import (
     check_angular,
     check_frames,
@@ -331,8 +332,30 @@ class _Plan:
     def meta(self) -> dict[Key, Labels]:
         return dict(self.props)
 
-    def allocate(self, n_rows: int) -> dict[Key, np.ndarray]:
-        return {k: np.zeros((n_rows, 2 * k[0] + 1, len(self.props[k]))) for k in self.keys}
+    def allocate(self, n_rows: int, zero: bool = True, pooled: bool = False) -> dict[Key, np.ndarray]:
+        """Zeroed output blocks for ``n_rows`` rows.
+
+        ``pooled=True`` (outputs returned to the caller): views of one buffer that is reused
+        between calls (:mod:`ncsym.buffers`), zeroed unless ``zero=False`` (for runs that
+        :meth:`separable_with` says assign every entry).
+        """
+        shapes = {k: (n_rows, 2 * k[0] + 1, len(self.props[k])) for k in self.keys}
+        if not pooled:
+            return {k: np.zeros(shape) for k, shape in shapes.items()}
+        sizes = [math.prod(shapes[k]) for k in self.keys]
+        flat = buffers.empty(sum(sizes))
+        if zero:
+            flat.fill(0.0)
+        outs, start = {}, 0
+        for k, size in zip(self.keys, sizes, strict=True):
+            outs[k] = flat[start : start + size].reshape(shapes[k])
+            start += size
+        return outs
+
+    def separable_with(self, b, seg=None) -> bool:
+        """Whether :meth:`run` with this second factor takes the separable kernel, which
+        *assigns* every entry of this plan's blocks (no zeroed output needed)."""
+        return isinstance(b, _SeparablePairs) and seg is None and self.b_is_density
 
     def run(
         self,
@@ -355,9 +378,9 @@ class _Plan:
         from .kernels.pairs_cpu import cg_product_segments, cg_product_separable, output_addresses
 
         a_flat = a.flat() if isinstance(a, _Equi) else a
-        separable = isinstance(b, _SeparablePairs)
-        if separable and (seg is not None or not self.b_is_density):
-            b, separable = b.flat, False
+        separable = self.separable_with(b, seg)
+        if isinstance(b, _SeparablePairs) and not separable:
+            b = b.flat
         b_flat = b.flat() if isinstance(b, _Equi) else b
         idx_a = np.ascontiguousarray(idx_a, dtype=np.int64)
         idx_b = np.ascontiguousarray(idx_b, dtype=np.int64)
@@ -1037,7 +1060,9 @@ class PairCorrelations(_Base):
         if last is None:
             values = {k: np.ascontiguousarray(g.values[k][rows]) for k in out_meta}
         else:
-            values = last.allocate(len(rows))
+            # the separable kernel assigns every entry: no zeroing of the (reused) buffer
+            assigned = self.variant in ("i", "j") and last.separable_with(g_flat)
+            values = last.allocate(len(rows), zero=not assigned, pooled=True)
             inter_row = 0 if inner is None else _bytes_per_row(inner.meta)
             for sl in _chunks(len(rows), inter_row, inter_budget):
                 r = rows[sl]
