@@ -123,15 +123,16 @@ class NeighborList:
 
 def _boxes(arrays: FrameArrays, cutoff: float):
     """Binning boxes, bins and search ranges for every frame (vectorised over frames)."""
+    from .kernels.neighbors import box_geometry
+
     n_frames = arrays.n_frames
-    boxes = np.empty((n_frames, 3, 3))
+    boxes = np.zeros((n_frames, 3, 3))
     origins = np.zeros((n_frames, 3))
-    plane_distances = np.empty((n_frames, 3))
     transforms = np.broadcast_to(np.eye(3, dtype=np.int64), (n_frames, 3, 3)).copy()
     periodic = arrays.periodic
     if periodic.any():
         c = arrays.cells[periodic].copy()
-        volume = np.abs(np.linalg.det(c))
+        volume, lengths, _, _ = box_geometry(c)
         n_per_frame = np.diff(arrays.frame_start)[periodic].astype(np.float64)
         expected = n_per_frame**2 * (4.0 / 3.0 * math.pi * cutoff**3) / volume
         if expected.sum() > MAX_EXPECTED_PAIRS:
@@ -144,7 +145,7 @@ def _boxes(arrays: FrameArrays, cutoff: float):
             )
         # skewed cells make the fractional search box much larger than the cutoff sphere:
         # bin them in a Minkowski-reduced basis of the same lattice instead
-        defect = np.prod(np.linalg.norm(c, axis=2), axis=1) / volume
+        defect = np.prod(lengths, axis=1) / volume
         skewed = np.nonzero(defect > _MAX_ORTHOGONALITY_DEFECT)[0]
         if skewed.size:
             from ase.geometry import minkowski_reduce
@@ -155,21 +156,17 @@ def _boxes(arrays: FrameArrays, cutoff: float):
                 c[s] = reduced
                 transforms[idx[s]] = op
         boxes[periodic] = c
-        for k in range(3):
-            cross = np.cross(c[:, (k + 1) % 3], c[:, (k + 2) % 3])
-            plane_distances[periodic, k] = volume / np.linalg.norm(cross, axis=1)
     molecules = ~periodic
     if molecules.any():
         lower = np.minimum.reduceat(arrays.positions, arrays.frame_start[:-1], axis=0)[molecules]
         upper = np.maximum.reduceat(arrays.positions, arrays.frame_start[:-1], axis=0)[molecules]
         lengths = np.maximum(upper - lower, cutoff)
         origins[molecules] = lower
-        boxes[molecules] = 0.0
         idx = np.nonzero(molecules)[0]
         for k in range(3):
             boxes[idx, k, k] = lengths[:, k]
-        plane_distances[molecules] = lengths
-    inv_boxes = np.linalg.inv(boxes)
+    # plane distances of an axis-aligned box are its side lengths
+    _, _, plane_distances, inv_boxes = box_geometry(boxes)
     n_bins = np.maximum(np.floor(plane_distances / cutoff), 1.0)
     n_atoms = np.diff(arrays.frame_start).astype(np.float64)
     limit = np.maximum(_BINS_PER_ATOM * n_atoms, 27.0)
@@ -180,6 +177,7 @@ def _boxes(arrays: FrameArrays, cutoff: float):
         n_bins[too_many] = np.maximum(np.floor(n_bins[too_many] * scale[:, None]), 1.0)
     n_search = np.ceil(cutoff * n_bins / plane_distances + 1e-9)
     return (
+        np.ascontiguousarray(boxes),
         np.ascontiguousarray(inv_boxes),
         transforms,
         origins,
@@ -215,10 +213,10 @@ def _pairs_from_arrays(arrays: FrameArrays, cutoff: float, self_pairs: bool):
     """Global-index pair arrays ``(first, second, shifts, vectors)`` (internal)."""
     from .kernels.neighbors import neighbor_pairs
 
-    inv_boxes, transforms, origins, n_bins, n_search = _boxes(arrays, cutoff)
+    boxes, inv_boxes, transforms, origins, n_bins, n_search = _boxes(arrays, cutoff)
     with single_thread_below(arrays.positions.shape[0], PARALLEL_MIN_ATOMS):
         first, second, shifts, vectors = neighbor_pairs(
-            arrays.positions, arrays.atom_frame, arrays.cells, inv_boxes, transforms, origins,
+            arrays.positions, arrays.atom_frame, arrays.cells, boxes, inv_boxes, transforms, origins,
             arrays.periodic, n_bins, n_search, float(cutoff), bool(self_pairs),
         )
     distances = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))

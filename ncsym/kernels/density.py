@@ -125,9 +125,8 @@ def expansion_by_center(  # pragma: no cover - compiled
                     rl = l * n_radial
                     for lm in range(l * l, (l + 1) * (l + 1)):
                         f = fc * ylm[lm]
-                        row = out[c, lm, s]
                         for n in range(n_radial):
-                            row[n] += f * radial[rl + n]
+                            out[c, lm, s, n] += f * radial[rl + n]
 
 
 @numba.njit(cache=True, parallel=True)

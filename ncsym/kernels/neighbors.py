@@ -23,17 +23,66 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["neighbor_pairs"]
+__all__ = ["neighbor_pairs", "box_geometry"]
+
+
+@numba.njit(cache=True)
+def box_geometry(boxes):  # pragma: no cover - compiled
+    """Volume, row lengths, distances between lattice planes and inverse of 3x3 boxes.
+
+    Parameters
+    ----------
+    boxes : float64 (n, 3, 3)
+        Box vectors as rows (Angstrom), non-singular.
+
+    Returns
+    -------
+    volume : float64 (n,)
+        ``|det|`` (Angstrom^3).
+    lengths : float64 (n, 3)
+        Length of every box vector.
+    plane_distances : float64 (n, 3)
+        Distance between the lattice planes spanned by the two other vectors,
+        ``volume / |b_{k+1} x b_{k+2}|``.
+    inverse : float64 (n, 3, 3)
+        Matrix inverse (fractional coordinates are ``r @ inverse``).
+    """
+    n = boxes.shape[0]
+    volume = np.empty(n)
+    lengths = np.empty((n, 3))
+    planes = np.empty((n, 3))
+    inverse = np.empty((n, 3, 3))
+    cross = np.empty((3, 3))
+    for f in range(n):
+        b = boxes[f]
+        for k in range(3):
+            u = (k + 1) % 3
+            v = (k + 2) % 3
+            # cross[k] = b[u] x b[v]: column k of the adjugate
+            cross[k, 0] = b[u, 1] * b[v, 2] - b[u, 2] * b[v, 1]
+            cross[k, 1] = b[u, 2] * b[v, 0] - b[u, 0] * b[v, 2]
+            cross[k, 2] = b[u, 0] * b[v, 1] - b[u, 1] * b[v, 0]
+            lengths[f, k] = math.sqrt(b[k, 0] ** 2 + b[k, 1] ** 2 + b[k, 2] ** 2)
+        det = b[0, 0] * cross[0, 0] + b[0, 1] * cross[0, 1] + b[0, 2] * cross[0, 2]
+        volume[f] = abs(det)
+        for k in range(3):
+            planes[f, k] = volume[f] / math.sqrt(cross[k, 0] ** 2 + cross[k, 1] ** 2 + cross[k, 2] ** 2)
+            for c in range(3):
+                inverse[f, c, k] = cross[k, c] / det
+    return volume, lengths, planes, inverse
 
 
 @numba.njit(cache=True)
 def _scan_atom(  # pragma: no cover - compiled
-    i, frame, positions, cells, transforms, periodic, n_bins, n_search, bin_first, bin_start,
-    bin_atoms, atom_bins, wrap_offsets, cutoff2, self_pairs, fill, start, out_second, out_shift,
-    out_vectors,
+    i, frame, positions, wrapped, boxes, cells, transforms, periodic, n_bins, n_search, bin_first,
+    bin_start, bin_atoms, atom_bins, wrap_offsets, cutoff2, self_pairs, fill, start, out_second,
+    out_shift, out_vectors,
 ):
     """Visit the neighbours of atom ``i``; write them from ``start`` when ``fill``.
 
+    Candidates are tested on the wrapped positions (``wrapped[j] - wrapped[i]`` plus the
+    image translation of the visited bin, computed once per bin); the vectors of accepted
+    pairs are computed from the original positions, ``r_j - r_i + shift @ cell``.
     Returns the number of pairs found (self pair included when requested).
     """
     count = 0
@@ -49,75 +98,110 @@ def _scan_atom(  # pragma: no cover - compiled
     nb2 = n_bins[frame, 2]
     first_bin = bin_first[frame]
     is_periodic = periodic[frame]
-    xi = positions[i, 0]
-    yi = positions[i, 1]
-    zi = positions[i, 2]
+    wx = wrapped[i, 0]
+    wy = wrapped[i, 1]
+    wz = wrapped[i, 2]
     for da in range(-n_search[frame, 0], n_search[frame, 0] + 1):
         ba = atom_bins[i, 0] + da
         sa = 0
         if is_periodic:
-            sa = ba // nb0
-            ba -= sa * nb0
+            if ba < 0 or ba >= nb0:
+                sa = ba // nb0
+                ba -= sa * nb0
         elif ba < 0 or ba >= nb0:
             continue
         for db in range(-n_search[frame, 1], n_search[frame, 1] + 1):
             bb = atom_bins[i, 1] + db
             sb = 0
             if is_periodic:
-                sb = bb // nb1
-                bb -= sb * nb1
+                if bb < 0 or bb >= nb1:
+                    sb = bb // nb1
+                    bb -= sb * nb1
             elif bb < 0 or bb >= nb1:
                 continue
             for dc in range(-n_search[frame, 2], n_search[frame, 2] + 1):
                 bc = atom_bins[i, 2] + dc
                 sc = 0
                 if is_periodic:
-                    sc = bc // nb2
-                    bc -= sc * nb2
+                    if bc < 0 or bc >= nb2:
+                        sc = bc // nb2
+                        bc -= sc * nb2
                 elif bc < 0 or bc >= nb2:
                     continue
+                # translation of this image of the bin, in Cartesian coordinates
+                tx = sa * boxes[frame, 0, 0] + sb * boxes[frame, 1, 0] + sc * boxes[frame, 2, 0] - wx
+                ty = sa * boxes[frame, 0, 1] + sb * boxes[frame, 1, 1] + sc * boxes[frame, 2, 1] - wy
+                tz = sa * boxes[frame, 0, 2] + sb * boxes[frame, 1, 2] + sc * boxes[frame, 2, 2] - wz
                 flat = first_bin + (ba * nb1 + bb) * nb2 + bc
                 for idx in range(bin_start[flat], bin_start[flat + 1]):
                     j = bin_atoms[idx]
-                    # shift in the binning (reduced) basis, then in the cell's basis
+                    dx = wrapped[j, 0] + tx
+                    dy = wrapped[j, 1] + ty
+                    dz = wrapped[j, 2] + tz
+                    if dx * dx + dy * dy + dz * dz >= cutoff2:
+                        continue
+                    # shift in the binning (reduced) basis
                     r0 = sa + wrap_offsets[i, 0] - wrap_offsets[j, 0]
                     r1 = sb + wrap_offsets[i, 1] - wrap_offsets[j, 1]
                     r2 = sc + wrap_offsets[i, 2] - wrap_offsets[j, 2]
                     if j == i and r0 == 0 and r1 == 0 and r2 == 0:
                         continue
-                    vx = positions[j, 0] - xi
-                    vy = positions[j, 1] - yi
-                    vz = positions[j, 2] - zi
-                    s0 = 0
-                    s1 = 0
-                    s2 = 0
-                    if is_periodic:
-                        u = transforms[frame]
-                        s0 = r0 * u[0, 0] + r1 * u[1, 0] + r2 * u[2, 0]
-                        s1 = r0 * u[0, 1] + r1 * u[1, 1] + r2 * u[2, 1]
-                        s2 = r0 * u[0, 2] + r1 * u[1, 2] + r2 * u[2, 2]
-                        vx += s0 * cells[frame, 0, 0] + s1 * cells[frame, 1, 0] + s2 * cells[frame, 2, 0]
-                        vy += s0 * cells[frame, 0, 1] + s1 * cells[frame, 1, 1] + s2 * cells[frame, 2, 1]
-                        vz += s0 * cells[frame, 0, 2] + s1 * cells[frame, 1, 2] + s2 * cells[frame, 2, 2]
-                    if vx * vx + vy * vy + vz * vz < cutoff2:
-                        if fill:
-                            p = start + count
-                            out_second[p] = j
-                            out_shift[p, 0] = s0
-                            out_shift[p, 1] = s1
-                            out_shift[p, 2] = s2
-                            out_vectors[p, 0] = vx
-                            out_vectors[p, 1] = vy
-                            out_vectors[p, 2] = vz
-                        count += 1
+                    if fill:
+                        vx = positions[j, 0] - positions[i, 0]
+                        vy = positions[j, 1] - positions[i, 1]
+                        vz = positions[j, 2] - positions[i, 2]
+                        s0 = 0
+                        s1 = 0
+                        s2 = 0
+                        if is_periodic:
+                            # the same shift in the cell's basis
+                            s0 = r0 * transforms[frame, 0, 0] + r1 * transforms[frame, 1, 0] + r2 * transforms[frame, 2, 0]
+                            s1 = r0 * transforms[frame, 0, 1] + r1 * transforms[frame, 1, 1] + r2 * transforms[frame, 2, 1]
+                            s2 = r0 * transforms[frame, 0, 2] + r1 * transforms[frame, 1, 2] + r2 * transforms[frame, 2, 2]
+                            vx += s0 * cells[frame, 0, 0] + s1 * cells[frame, 1, 0] + s2 * cells[frame, 2, 0]
+                            vy += s0 * cells[frame, 0, 1] + s1 * cells[frame, 1, 1] + s2 * cells[frame, 2, 1]
+                            vz += s0 * cells[frame, 0, 2] + s1 * cells[frame, 1, 2] + s2 * cells[frame, 2, 2]
+                        p = start + count
+                        out_second[p] = j
+                        out_shift[p, 0] = s0
+                        out_shift[p, 1] = s1
+                        out_shift[p, 2] = s2
+                        out_vectors[p, 0] = vx
+                        out_vectors[p, 1] = vy
+                        out_vectors[p, 2] = vz
+                    count += 1
     return count
 
 
 @numba.njit(cache=True)
+def _before(p, q, second, shift):  # pragma: no cover - compiled
+    """Whether pair ``p`` sorts before pair ``q`` by ``(second, shift_a, shift_b, shift_c)``."""
+    if second[p] != second[q]:
+        return second[p] < second[q]
+    for k in range(3):
+        if shift[p, k] != shift[q, k]:
+            return shift[p, k] < shift[q, k]
+    return False
+
+
+@numba.njit(cache=True)
 def _sort_segment(start, stop, second, shift, vectors):  # pragma: no cover - compiled
-    """Sort pairs ``start:stop`` by ``(second, shift_a, shift_b, shift_c)`` in place."""
+    """Sort pairs ``start:stop`` by ``(second, shift_a, shift_b, shift_c)`` in place.
+
+    Insertion sort for the usual short segments (no allocation); a key sort for long ones.
+    """
     n = stop - start
     if n < 2:
+        return
+    if n <= 64:
+        for p in range(start + 1, stop):
+            q = p
+            while q > start and _before(q, q - 1, second, shift):
+                second[q], second[q - 1] = second[q - 1], second[q]
+                for k in range(3):
+                    shift[q, k], shift[q - 1, k] = shift[q - 1, k], shift[q, k]
+                    vectors[q, k], vectors[q - 1, k] = vectors[q - 1, k], vectors[q, k]
+                q -= 1
         return
     lo = np.empty(3, dtype=np.int64)
     width = np.empty(3, dtype=np.int64)
@@ -148,7 +232,7 @@ def _sort_segment(start, stop, second, shift, vectors):  # pragma: no cover - co
 
 @numba.njit(cache=True, parallel=True)
 def neighbor_pairs(  # pragma: no cover - compiled
-    positions, atom_frame, cells, inv_boxes, transforms, origins, periodic, n_bins, n_search,
+    positions, atom_frame, cells, boxes, inv_boxes, transforms, origins, periodic, n_bins, n_search,
     cutoff, self_pairs,
 ):
     """All pairs closer than ``cutoff`` in every frame, as a sorted full list.
@@ -161,6 +245,9 @@ def neighbor_pairs(  # pragma: no cover - compiled
         Frame of every atom.
     cells : float64 (n_frames, 3, 3)
         Lattice vectors as rows (periodic frames; unused for the others).
+    boxes : float64 (n_frames, 3, 3)
+        The binning boxes (rows): a reduced basis ``B' = U @ cell`` of the lattice for periodic
+        frames, an axis-aligned bounding box for molecules.
     inv_boxes : float64 (n_frames, 3, 3)
         Inverse of the binning box, whose rows are a reduced basis ``B' = U @ cell`` of the
         lattice for periodic frames, or an axis-aligned bounding box for molecules
@@ -191,6 +278,7 @@ def neighbor_pairs(  # pragma: no cover - compiled
     n_frames = cells.shape[0]
     atom_bins = np.empty((n_atoms, 3), dtype=np.int64)
     wrap_offsets = np.zeros((n_atoms, 3), dtype=np.int64)
+    wrapped = np.empty((n_atoms, 3))
     for i in numba.prange(n_atoms):
         f = atom_frame[i]
         for k in range(3):
@@ -212,6 +300,12 @@ def neighbor_pairs(  # pragma: no cover - compiled
             elif b >= n_bins[f, k]:
                 b = n_bins[f, k] - 1
             atom_bins[i, k] = b
+        # position moved into the box: r_i - wrap_offsets[i] @ box
+        for c in range(3):
+            w = positions[i, c]
+            for k in range(3):
+                w -= wrap_offsets[i, k] * boxes[f, k, c]
+            wrapped[i, c] = w
 
     # counting sort of atoms by global bin index
     bin_first = np.zeros(n_frames + 1, dtype=np.int64)
@@ -241,7 +335,7 @@ def neighbor_pairs(  # pragma: no cover - compiled
     counts = np.empty(n_atoms, dtype=np.int64)
     for i in numba.prange(n_atoms):
         counts[i] = _scan_atom(
-            i, atom_frame[i], positions, cells, transforms, periodic, n_bins, n_search,
+            i, atom_frame[i], positions, wrapped, boxes, cells, transforms, periodic, n_bins, n_search,
             bin_first, bin_start, bin_atoms, atom_bins, wrap_offsets, cutoff2, self_pairs, False, 0,
             dummy_i, dummy_s, dummy_v,
         )
@@ -256,7 +350,7 @@ def neighbor_pairs(  # pragma: no cover - compiled
     for i in numba.prange(n_atoms):
         start = pair_start[i]
         _scan_atom(
-            i, atom_frame[i], positions, cells, transforms, periodic, n_bins, n_search,
+            i, atom_frame[i], positions, wrapped, boxes, cells, transforms, periodic, n_bins, n_search,
             bin_first, bin_start, bin_atoms, atom_bins, wrap_offsets, cutoff2, self_pairs, True, start,
             second, shifts, vectors,
         )
