@@ -905,6 +905,8 @@ class DensityCorrelations:
         ncsym.BlockMap
             Keys ``(o3_lambda, o3_sigma, center_type)``, samples ``(system, atom)``,
             properties described in the module docstring; ``info`` holds the hyperparameters.
+            For ``correlation_order >= 2`` the block values are views of one buffer, lent again by
+            :mod:`ncsym.buffers` once every block is dropped (copy a block to keep it alone).
 
         Raises
         ------

@@ -1012,7 +1012,9 @@ class PairCorrelations(_Base):
         Returns
         -------
         BlockMap
-            See the class Notes for keys, samples and properties.
+            See the class Notes for keys, samples and properties.  For ``correlation_order``
+            1 and 2 the block values are views of one buffer, lent again by
+            :mod:`ncsym.buffers` once every block is dropped (copy a block to keep it alone).
 
         Raises
         ------
