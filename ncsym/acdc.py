@@ -54,6 +54,7 @@ from .products import (
     _normalise_selection,
     check_selection,
     run_plan,
+    run_plan_blocks,
     selection_mask,
 )
 
@@ -65,6 +66,9 @@ CHUNK_BYTES = 256 * 2**20
 DEFAULT_BUDGET = 8 * 2**30
 #: Pipelines (plans and property labels) kept per calculator, for repeated calls.
 PIPELINE_CACHE_SIZE = 16
+#: CPU: assemble each sample of the last step in cache and copy it to its blocks
+#: (:func:`ncsym.products.run_plan_blocks`) instead of writing the blocks row by row.
+STAGED_LAST_STEP = True
 #: Eigenvalues below this fraction of the largest are dropped from a contraction.
 RANK_TOLERANCE = 1e-12
 
@@ -232,6 +236,14 @@ class _Step:
     names: tuple
 
 
+@dataclass(frozen=True)
+class _BlockTarget:
+    """Last step writes samples ``sample0 ..`` of block-major blocks of ``n_total`` samples."""
+
+    sample0: int
+    n_total: int
+
+
 @dataclass
 class _Pipeline:
     """Steps of one centre type, the sample-major layouts of intermediate orders and their plans."""
@@ -270,6 +282,13 @@ class _Pipeline:
         block = np.searchsorted(self._starts_one, rows[:, 0], side="right") - 1
         rows[:, 0] += (n - 1) * self._starts_one[block]
         return Plan(one.groups, one.pair_m1, one.pair_m2, rows, one.nz_pair, one.nz_coef, one.buf_size, one.flops)
+
+    def final_blocks(self) -> tuple[Plan, np.ndarray, np.ndarray]:
+        """The last step's plan for one sample, and the start and size of each of its blocks
+        in that sample's output (for :func:`ncsym.products.run_plan_blocks`)."""
+        self.final_plan(1)
+        sizes = np.array([(2 * b.lam + 1) * b.width for b in self.steps[-1][1].blocks], dtype=np.int64)
+        return self._final_one, self._starts_one, sizes
 
     def work_bytes(self, x1: np.ndarray) -> int:
         """Work-buffer bytes per centre (density row, intermediate orders and projections)."""
@@ -946,7 +965,15 @@ class DensityCorrelations:
                 dst[...] = np.matmul(_block_view(buf, layout.size, seg), comp)
             del buf
             left_flat = projected
-        run_plan(last_plan, left_flat, right_flat, idx, idx, out, self.backend)
+        if isinstance(last_plan, _BlockTarget):
+            # CPU: each sample assembled in cache, then copied to its blocks (see run_plan_blocks)
+            plan_one, starts, sizes = pipe.final_blocks()
+            run_plan_blocks(
+                plan_one, left_flat, right_flat, idx, idx, starts, sizes, last_plan.n_total * starts,
+                last_plan.sample0, out,
+            )
+        else:
+            run_plan(last_plan, left_flat, right_flat, idx, idx, out, self.backend)
         return out
 
     def _compute(self, frames, density, density_2, metadata_only):
@@ -998,7 +1025,8 @@ class DensityCorrelations:
                 out_start += n * sum(sizes)
                 x1 = np.ascontiguousarray(d1.values[rows])
                 x2 = None if d2 is None else np.ascontiguousarray(d2.values[rows])
-                final_plan = pipe.final_plan(n)
+                staged = self.backend == "cpu" and STAGED_LAST_STEP
+                final_plan = None if staged else pipe.final_plan(n)
                 target = out
                 if self.backend == "cuda":
                     from numba import cuda
@@ -1007,7 +1035,8 @@ class DensityCorrelations:
                 for i0 in range(0, n, chunk):
                     i1 = min(n, i0 + chunk)
                     sub2 = None if x2 is None else x2[i0:i1]
-                    self._forward(pipe, x1[i0:i1], sub2, ct, final_plan.shifted(i0), target)
+                    last = _BlockTarget(i0, n) if final_plan is None else final_plan.shifted(i0)
+                    self._forward(pipe, x1[i0:i1], sub2, ct, last, target)
                     bar.update(1)
                 if target is not out:
                     target.copy_to_host(out)

@@ -432,6 +432,53 @@ def run_plan(
     return out
 
 
+def run_plan_blocks(
+    plan: Plan,
+    a: np.ndarray,
+    b: np.ndarray,
+    idx_a: np.ndarray,
+    idx_b: np.ndarray,
+    block_start: np.ndarray,
+    block_size: np.ndarray,
+    out_base: np.ndarray,
+    sample0: int,
+    out: np.ndarray,
+):
+    """Run a one-sample ``plan`` on every sample into block-major ``out`` (CPU only).
+
+    ``plan`` writes one sample whose output is its blocks side by side (block ``k`` at
+    ``block_start[k]``, ``block_size[k]`` floats); sample ``s`` of block ``k`` goes to
+    ``out[out_base[k] + (sample0 + s) * block_size[k]]`` onwards.  See
+    :func:`ncsym.kernels.cg_cpu.outer_product_plan_blocks`.
+    """
+    from .kernels.cg_cpu import outer_product_plan_blocks
+
+    n = idx_a.shape[0]
+    if plan.rows.shape[0] == 0 or n == 0:
+        return out
+    block_start = np.ascontiguousarray(block_start, dtype=np.int64)
+    block_size = np.ascontiguousarray(block_size, dtype=np.int64)
+    out_base = np.ascontiguousarray(out_base, dtype=np.int64)
+    per_sample = int((block_start + block_size).max())
+    if np.any(block_start[1:] != block_start[:-1] + block_size[:-1]) or block_start[0] != 0:
+        raise ValueError("`block_start` and `block_size` must tile one sample's output from 0")
+    one = Plan(plan.groups, plan.pair_m1, plan.pair_m2, plan.rows.copy(), plan.nz_pair, plan.nz_coef,
+               plan.buf_size, plan.flops)
+    one.rows[:, 1] = 0
+    check_plan_bounds(one, a.shape[0], b.shape[0], per_sample, idx_a, idx_b)
+    last = out_base + (int(sample0) + n) * block_size
+    if sample0 < 0 or out_base.min() < 0 or last.max() > out.shape[0]:
+        raise ValueError(f"blocks reach entry {int(last.max())} of an output of size {out.shape[0]}")
+    import numba
+
+    chunk = max(1, min(64, n // (4 * numba.get_num_threads()) or 1))
+    outer_product_plan_blocks(
+        a, b, idx_a, idx_b, plan.groups, plan.pair_m1, plan.pair_m2, plan.rows, plan.nz_pair, plan.nz_coef,
+        plan.buf_size, block_start, block_size, out_base, int(sample0), chunk, out,
+    )
+    return out
+
+
 # ---------------------------------------------------------------------------- labels helpers
 
 

@@ -25,6 +25,10 @@ buf_size, out)``
     Fused kernel for ACDC iterations: many ``(block_a, block_b) -> lam`` products written in one
     pass over the samples into one flat output buffer (assignment, not accumulation).  The
     plan layout is described in :func:`outer_product_plan`.
+``outer_product_plan_blocks(..., rows, nz_pair, nz_coef, buf_size, block_start, block_size,
+out_base, sample0, chunk, out)``
+    The same for block-major outputs (the last ACDC iteration), assembling each sample in a
+    cached scratch and copying it out block by block.
 
 Loop order.  For each output row ``s`` (one thread) and a tile of ``p`` values, the products
 ``a[m1, p] * b[m2, :]`` of every ``(m1, m2)`` pair are formed once in a small buffer
@@ -445,3 +449,62 @@ def outer_product_plan(
         _plan_sample(
             a, b, idx_a[s], idx_b[s], s, groups, pair_m1, pair_m2, rows, nz_pair, nz_coef, buf, a_exp, b_rep, out
         )
+
+
+@numba.njit(cache=True, parallel=True)
+def outer_product_plan_blocks(
+    a, b, idx_a, idx_b, groups, pair_m1, pair_m2, rows, nz_pair, nz_coef, buf_size, block_start,
+    block_size, out_base, sample0, chunk, out,
+):  # pragma: no cover - jitted
+    """:func:`outer_product_plan` for block-major outputs, staged one sample at a time.
+
+    ``rows`` describe **one** sample (``O_SSTRIDE`` unused): its output is the concatenation of
+    its blocks, block ``k`` at ``block_start[k] : block_start[k] + block_size[k]``.  Each
+    sample is first assembled in a per-thread scratch of that size, which stays in cache while
+    the rows fill it piece by piece, and then copied block by block to
+    ``out[out_base[k] + (sample0 + s) * block_size[k] : ... + block_size[k]]`` in long
+    contiguous runs.  Writing the rows straight to the blocks instead scatters 8-byte-aligned
+    pieces over every block of the sample, whose partly written cache lines cost a memory read
+    each (Si216, lambda-SOAP at max_angular 6: 45.6 ms, against 26.8 ms with the output in
+    cache, one thread).
+
+    Parameters
+    ----------
+    a, b, idx_a, idx_b, groups, pair_m1, pair_m2, nz_pair, nz_coef, buf_size
+        As in :func:`outer_product_plan`.
+    rows : int64 (n_rows, 5)
+        As in :func:`outer_product_plan`, for one sample written at offset 0.
+    block_start, block_size : int64 (n_blocks,)
+        Layout of one sample's output (``block_start[k + 1] = block_start[k] + block_size[k]``).
+    out_base : int64 (n_blocks,)
+        Offset of block ``k`` (its sample 0) in ``out``.
+    sample0 : int
+        Output sample of input sample 0.
+    chunk : int
+        Samples per task of the parallel loop (each task allocates its scratch once).
+    out : float64 1-D
+        Flat output buffer.
+    """
+    n = idx_a.shape[0]
+    n_blocks = block_size.shape[0]
+    per_sample = 0
+    for k in range(n_blocks):
+        per_sample = max(per_sample, block_start[k] + block_size[k])
+    n_chunks = (n + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        buf = np.empty(buf_size)
+        a_exp = np.empty(buf_size)
+        b_rep = np.empty(buf_size)
+        scratch = np.empty(per_sample)
+        for s in range(c * chunk, min(n, (c + 1) * chunk)):
+            _plan_sample(
+                a, b, idx_a[s], idx_b[s], 0, groups, pair_m1, pair_m2, rows, nz_pair, nz_coef, buf, a_exp,
+                b_rep, scratch,
+            )
+            t = sample0 + s
+            for k in range(n_blocks):
+                size = np.uint64(block_size[k])
+                src = np.uint64(block_start[k])
+                dst = np.uint64(out_base[k] + t * block_size[k])
+                for e in range(size):
+                    out[dst + e] = scratch[src + e]
