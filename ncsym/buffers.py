@@ -14,7 +14,8 @@ loop that computes features, uses them and drops them therefore touches the same
 every call.  Buffers still in use are never lent; when all pooled buffers are in use, a plain
 ``np.empty`` array (not pooled) is returned.  The blocks of one output are views of one
 buffer: keeping a single block keeps the whole buffer (copy the block to keep it alone).
-Only reference counting (CPython) tells when a buffer is free.
+Only reference counting tells when a buffer is free, so the pool is off on interpreters
+without a GIL-protected CPython reference count.
 
 The pool retains at most :data:`MAX_BUFFERS` buffers and :data:`MAX_POOLED_BYTES` (a quarter of
 the physical memory) after their arrays are dropped;
@@ -45,14 +46,28 @@ _LOCK = threading.Lock()
 _POOL: list[np.ndarray] = []
 
 
+def _refs(items: list, i: int) -> int:
+    return sys.getrefcount(items[i])
+
+
+#: What :func:`_refs` reports for an array held by a list alone (2 on CPython up to 3.13:
+#: the list and getrefcount's argument).  Measured rather than assumed, since interpreters
+#: may skip the argument's reference; any array lent from a buffer (views included: their
+#: base is the buffer) adds one.
+_ALONE = _refs([np.empty(0)], 0)
+
+#: Reference counts say when a buffer is free only on CPython with the GIL.
+_COUNTS_RELIABLE = sys.implementation.name == "cpython" and getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
 def _enabled() -> bool:
+    if not _COUNTS_RELIABLE:
+        return False
     return os.environ.get("NCSYM_BUFFER_POOL", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _free(i: int) -> bool:
-    # references: the pool's list and getrefcount's argument; any array lent from the buffer
-    # (views included: their base is the buffer) adds one
-    return sys.getrefcount(_POOL[i]) == 2
+    return _refs(_POOL, i) == _ALONE
 
 
 def empty(n: int) -> np.ndarray:

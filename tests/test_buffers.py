@@ -106,3 +106,18 @@ def test_density_correlations_from_a_poisoned_pool_equal_fresh_ones(pool, monkey
     assert pooled.keys == fresh.keys
     for block, ref in zip(pooled.blocks, fresh.blocks, strict=True):
         np.testing.assert_array_equal(block.values, ref.values)
+
+
+def test_the_pool_is_off_where_reference_counts_cannot_be_trusted(pool, monkeypatch):
+    monkeypatch.setattr(pool, "_COUNTS_RELIABLE", False)
+    x = pool.empty(100)
+    assert x.base is None and pool.pooled_bytes() == 0
+
+
+def test_reference_count_baseline_sees_one_view():
+    items = [np.empty(3)]
+    alone = buffers._refs(items, 0)
+    view = items[0][1:]
+    assert alone == buffers._ALONE and buffers._refs(items, 0) == alone + 1
+    del view
+    assert buffers._refs(items, 0) == alone
