@@ -121,3 +121,25 @@ def test_reference_count_baseline_sees_one_view():
     assert alone == buffers._ALONE and buffers._refs(items, 0) == alone + 1
     del view
     assert buffers._refs(items, 0) == alone
+
+
+def test_threads_sharing_the_pool_get_correct_results(pool):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ncsym import DensityCorrelations, SphericalExpansion
+
+    frames = [ase.build.molecule("CH3CH2OH"), ase.build.molecule("CH3CHO")]
+    exp = SphericalExpansion(cutoff=3.0, max_radial=2, max_angular=2)
+    calc = DensityCorrelations(expansion=exp, correlation_order=2, max_lambda=2)
+    want = [calc.compute([f]) for f in frames]
+    import numba
+
+    if numba.threading_layer() == "workqueue":
+        pytest.skip("Numba's workqueue threading layer does not take parallel calls from several threads")
+
+    def run(i):
+        got = calc.compute([frames[i % 2]])
+        return all(np.array_equal(x.values, y.values) for x, y in zip(got.blocks, want[i % 2].blocks, strict=True))
+
+    with ThreadPoolExecutor(4) as ex:
+        assert all(ex.map(run, range(24)))
