@@ -187,10 +187,11 @@ class _DensityCalculator:
         present = np.unique(numbers)
         if self.species is None:
             return present.astype(np.int64)
-        unknown = np.setdiff1d(present, self.species)
-        if unknown.size:
+        # plain sets: np.setdiff1d costs ~0.1 ms on these few-element arrays
+        unknown = sorted(set(present.tolist()) - set(self.species.tolist()))
+        if unknown:
             raise ValueError(
-                f"the frames contain species {unknown.tolist()} that are not in `species` "
+                f"the frames contain species {unknown} that are not in `species` "
                 f"{self.species.tolist()}"
             )
         return self.species

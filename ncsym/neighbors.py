@@ -80,7 +80,7 @@ def frames_to_arrays(frames) -> FrameArrays:
     np.cumsum(sizes, out=frame_start[1:])
     positions = np.ascontiguousarray(np.concatenate([a.positions for a in frames]), dtype=np.float64)
     numbers = np.concatenate([a.numbers for a in frames]).astype(np.int64)
-    periodic = np.fromiter((bool(np.all(a.pbc)) for a in frames), dtype=bool, count=len(frames))
+    periodic = np.fromiter((all(a.pbc) for a in frames), dtype=bool, count=len(frames))
     cells = np.zeros((len(frames), 3, 3), dtype=np.float64)
     for f in np.nonzero(periodic)[0]:
         cells[f] = frames[f].cell.array
