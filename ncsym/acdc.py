@@ -792,7 +792,7 @@ class DensityCorrelations:
             self.max_angular_2,
             self.angular_cutoff,
             self.skip_redundant,
-            repr(self.selected_keys),
+            None if self.selected_keys is None else (self.selected_keys.names, self.selected_keys.values.tobytes()),
             repr(self.contraction),
             id(self.components_),
         )

@@ -262,6 +262,29 @@ def test_staged_last_step_equals_direct_plan(rng, monkeypatch, nu, chunk_size):
         np.testing.assert_array_equal(x.values, y.values)
 
 
+def test_remembered_pipelines_follow_changed_settings(rng):
+    # pipelines are remembered per centre type, density layout and settings: changing a
+    # setting between calls must not reuse the old plan
+    from ncsym.products import _normalise_selection
+
+    dens = _random_density(rng, n_radial=2)
+    calc = ncsym.DensityCorrelations(expansion={"max_angular": 2}, correlation_order=2, max_lambda=3)
+    full = calc.compute(density=dens)
+    calc.max_lambda = 1
+    assert {int(k[0]) for k in calc.compute(density=dens).keys.values} == {0, 1}
+    calc.max_lambda = 3
+    calc.selected_keys = _normalise_selection([(2, 1)])
+    sel = calc.compute(density=dens)
+    assert {(int(k[0]), int(k[1])) for k in sel.keys.values} == {(2, 1)}
+    calc.selected_keys = _normalise_selection([(3, 1)])
+    assert {(int(k[0]), int(k[1])) for k in calc.compute(density=dens).keys.values} == {(3, 1)}
+    calc.selected_keys = None
+    again = calc.compute(density=dens)
+    assert again.keys == full.keys
+    for x, y in zip(again.blocks, full.blocks, strict=True):
+        np.testing.assert_array_equal(x.values, y.values)
+
+
 def test_run_plan_blocks_rejects_bad_layouts():
     from ncsym.products import PlanBuilder, run_plan_blocks
 
