@@ -107,7 +107,9 @@ def check_frames(frames) -> list:
             raise ValueError(f"frame {index} has no atoms: every structure needs at least one atom")
         positions = atoms.positions
         # one reduction on the usual path (per-frame cost matters for batches of molecules)
-        if not math.isfinite(float(np.add.reduce(positions, axis=None))):
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = float(np.add.reduce(positions, axis=None))
+        if not math.isfinite(total):
             finite = np.isfinite(positions).all(axis=1)
             if not finite.all():
                 bad = np.nonzero(~finite)[0].tolist()

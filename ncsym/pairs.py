@@ -333,11 +333,11 @@ class _Plan:
         return dict(self.props)
 
     def allocate(self, n_rows: int, zero: bool = True, pooled: bool = False) -> dict[Key, np.ndarray]:
-        """Zeroed output blocks for ``n_rows`` rows.
+        """Output blocks for ``n_rows`` rows, zeroed unless ``zero=False``.
 
-        ``pooled=True`` (outputs returned to the caller): views of one buffer that is reused
-        between calls (:mod:`ncsym.buffers`), zeroed unless ``zero=False`` (for runs that
-        :meth:`separable_with` says assign every entry).
+        ``pooled=False``: one fresh array per block.  ``pooled=True`` (outputs returned to the
+        caller): views of one buffer that is reused between calls (:mod:`ncsym.buffers`);
+        ``zero=False`` only for runs that :meth:`separable_with` says assign every entry.
         """
         shapes = {k: (n_rows, 2 * k[0] + 1, len(self.props[k])) for k in self.keys}
         if not pooled:

@@ -21,6 +21,7 @@ iterations of :mod:`ncsym.acdc` use them too.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -462,16 +463,16 @@ def run_plan_blocks(
     per_sample = int((block_start + block_size).max())
     if np.any(block_start[1:] != block_start[:-1] + block_size[:-1]) or block_start[0] != 0:
         raise ValueError("`block_start` and `block_size` must tile one sample's output from 0")
-    one = Plan(plan.groups, plan.pair_m1, plan.pair_m2, plan.rows.copy(), plan.nz_pair, plan.nz_coef,
-               plan.buf_size, plan.flops)
-    one.rows[:, 1] = 0
-    check_plan_bounds(one, a.shape[0], b.shape[0], per_sample, idx_a, idx_b)
+    # bounds of one sample's scratch: the same rows with no per-sample stride
+    unstrided = plan.rows.copy()
+    unstrided[:, 1] = 0
+    check_plan_bounds(dataclasses.replace(plan, rows=unstrided), a.shape[0], b.shape[0], per_sample, idx_a, idx_b)
     last = out_base + (int(sample0) + n) * block_size
     if sample0 < 0 or out_base.min() < 0 or last.max() > out.shape[0]:
         raise ValueError(f"blocks reach entry {int(last.max())} of an output of size {out.shape[0]}")
     import numba
 
-    chunk = max(1, min(64, n // (4 * numba.get_num_threads()) or 1))
+    chunk = max(1, min(64, n // (4 * numba.get_num_threads())))
     outer_product_plan_blocks(
         a, b, idx_a, idx_b, plan.groups, plan.pair_m1, plan.pair_m2, plan.rows, plan.nz_pair, plan.nz_coef,
         plan.buf_size, block_start, block_size, out_base, int(sample0), chunk, out,

@@ -75,6 +75,13 @@ def test_non_finite_positions(bad):
     )
 
 
+def test_positions_whose_sum_overflows():
+    # the finite check runs on the sum of the positions first: finite values whose sum
+    # overflows must still get a clear error, not pass as finite
+    frame = ase.Atoms("H2", positions=[[1e308, 0, 0], [1e308, 0, 0]])
+    _assert_raises_everywhere(frame, ValueError, r"positions of frame 0 are too large")
+
+
 def test_mixed_pbc():
     frame = ase.build.bulk("Si", "diamond", 5.43)
     frame.pbc = [True, True, False]
