@@ -99,6 +99,10 @@ class DensePairExpansion:
     first_type: NDArray[np.int64]
     second_type: NDArray[np.int64]
     vectors: NDArray[np.float64]
+    #: Separable factors (internal, ``PairExpansion._compute_factors``; ``values`` is then
+    #: ``None``): ``values[p, lm, n] = angular[p, lm] * radial[p, l(lm), n]`` bit for bit.
+    angular: NDArray[np.float64] | None = None
+    radial: NDArray[np.float64] | None = None
 
 
 def _n_chunks() -> int:
@@ -475,8 +479,14 @@ class PairExpansion(_DensityCalculator):
         arrays, _species, _lookup = self._prepare(frames)
         return self._dense(arrays, compute_values=True)
 
-    def _dense(self, arrays: FrameArrays, compute_values: bool) -> DensePairExpansion:
-        from .kernels.density import expansion_by_pair
+    def _compute_factors(self, frames) -> DensePairExpansion:
+        """:meth:`compute_dense` with the separable factors ``angular`` and ``radial`` of
+        ``g_ij`` instead of ``values`` (internal: the pair features need only the factors)."""
+        arrays, _species, _lookup = self._prepare(frames)
+        return self._dense(arrays, compute_values=True, factors=True)
+
+    def _dense(self, arrays: FrameArrays, compute_values: bool, factors: bool = False) -> DensePairExpansion:
+        from .kernels.density import expansion_by_pair, expansion_by_pair_factors
 
         first, second, shifts, vectors = _pairs_from_arrays(arrays, self.cutoff, True)
         local = arrays.local_index
@@ -492,17 +502,27 @@ class PairExpansion(_DensityCalculator):
                 vectors=vectors,
             )
         is_self = (first == second) & ~np.any(shifts != 0, axis=1)
-        values = np.empty((first.size, n_lm(self.max_angular), self.n_radial))
         inv_step, spline_values, spline_derivatives, sph_coefs = self._kernel_tables()
-        if first.size:
-            with single_thread_below(self._work(first.size), PARALLEL_MIN_WORK):
-                expansion_by_pair(
-                    vectors, is_self, self.center_atom_weight, self.cutoff, self.cutoff_width,
-                    self.max_angular, self.n_radial, inv_step, spline_values,
-                    spline_derivatives, sph_coefs, _n_chunks(), values,
-                )
+        common = (
+            vectors, is_self, self.center_atom_weight, self.cutoff, self.cutoff_width, self.max_angular,
+            self.n_radial, inv_step, spline_values, spline_derivatives, sph_coefs, _n_chunks(),
+        )
+        values = angular = radial = None
+        if factors:
+            angular = np.empty((first.size, n_lm(self.max_angular)))
+            radial = np.empty((first.size, self.max_angular + 1, self.n_radial))
+            if first.size:
+                with single_thread_below(self._work(first.size), PARALLEL_MIN_WORK):
+                    expansion_by_pair_factors(*common, angular, radial)
+        else:
+            values = np.empty((first.size, n_lm(self.max_angular), self.n_radial))
+            if first.size:
+                with single_thread_below(self._work(first.size), PARALLEL_MIN_WORK):
+                    expansion_by_pair(*common, values)
         return DensePairExpansion(
             values=values,
+            angular=angular,
+            radial=radial,
             system=arrays.atom_frame[first],
             first_atom=local[first],
             second_atom=local[second],

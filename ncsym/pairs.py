@@ -51,6 +51,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -322,6 +323,14 @@ class _Plan:
             [[t[0], index[t[1]], t[2], widths[t[1]]] for t in terms], dtype=np.int64
         ).reshape(-1, 4)
         self.pairs = np.array(pairs, dtype=np.int64).reshape(-1, 8)
+        # terms grouped by output block, and the block pair of every term (row-staged kernel)
+        self.term_pair = np.zeros(len(self.terms), dtype=np.int64)
+        for t, (start, stop) in enumerate(self.pairs[:, 6:8]):
+            self.term_pair[start:stop] = t
+        self.block_terms = np.argsort(self.terms[:, 1], kind="stable").astype(np.int64)
+        self.block_ptr = np.searchsorted(
+            self.terms[self.block_terms, 1], np.arange(len(self.keys) + 1)
+        ).astype(np.int64)
         # the same table for a separable second factor: column 3 holds l2 instead of an offset
         self.pairs_separable = self.pairs.copy()
         self.pairs_separable[:, 3] = np.array(b_orders, dtype=np.int64)
@@ -375,7 +384,13 @@ class _Plan:
         ``column_offset : column_offset + width`` of each block (``column_offset`` may be a
         dict per key).
         """
-        from .kernels.pairs_cpu import cg_product_segments, cg_product_separable, output_addresses
+        from .kernels.pairs_cpu import (
+            cg_product_segments,
+            cg_product_separable,
+            cg_product_separable_rows,
+            output_addresses,
+        )
+        from .kernels.simd import STREAM_MIN_BYTES
 
         a_flat = a.flat() if isinstance(a, _Equi) else a
         separable = self.separable_with(b, seg)
@@ -410,6 +425,31 @@ class _Plan:
             terms[:, 2] += offsets[terms[:, 1]]
             terms[:, 3] = widths[terms[:, 1]]
         t = self.tables
+        if separable and terms is self.terms:
+            # the plan's terms fill every row of every block: stage rows, stream large outputs
+            nbytes = sum(blk.nbytes for blk in blocks)
+            cg_product_separable_rows(
+                np.ascontiguousarray(a_flat),
+                idx_a,
+                b.y,
+                np.ascontiguousarray(b.radial),
+                idx_b,
+                self.pairs_separable,
+                terms,
+                self.term_pair,
+                self.block_ptr,
+                self.block_terms,
+                t.offsets,
+                t.m1,
+                t.m2,
+                t.mu,
+                t.coef,
+                out_address,
+                out_row,
+                _KERNEL_CHUNK,
+                nbytes >= STREAM_MIN_BYTES,
+            )
+            return outs
         if separable:
             cg_product_separable(
                 a_flat,
@@ -506,6 +546,12 @@ def _rho1(dense, species: np.ndarray, names=("neighbor_1_type", "n_1")) -> _Equi
     return _Equi(n, out, meta)
 
 
+def _g_meta(lmax: int, n_radial: int, name: str = "n_2") -> dict[Key, Labels]:
+    """Metadata of :func:`_g` without the values."""
+    props = Labels((name,), np.arange(n_radial, dtype=np.int64).reshape(-1, 1))
+    return {(l, 1): props for l in range(lmax + 1)}
+
+
 def _g(values: np.ndarray, name: str = "n_2") -> _Equi:
     """Pair expansion ``g_ij`` as blocks ``(l, +1)`` with properties ``(n,)``."""
     n, n_lm, n_radial = values.shape
@@ -515,47 +561,31 @@ def _g(values: np.ndarray, name: str = "n_2") -> _Equi:
     return _Equi(n, out, {k: props for k in out})
 
 
-@dataclass
 class _SeparablePairs:
     """Pair expansion in separable form ``<n l m|g_ij> = y[lm] radial[l, n]`` (internal).
 
-    One neighbour's Gaussian density has the coefficients ``I_nl(r_ij) Y_l^m(r_ij / r_ij)``
-    (the expansion of any isotropic function centred at ``r_ij``), which lets
+    One neighbour's Gaussian density has the coefficients ``w I_nl(r_ij) Y_l^m(r_ij / r_ij)``
+    (``w`` the cutoff weight), which lets
     :func:`ncsym.kernels.pairs_cpu.cg_product_separable` contract the CG table with the
-    angular factor first.  ``flat`` keeps the plain ``(n_pairs, width)`` layout for the
-    other products.
+    angular factor first.  :attr:`flat` gives the plain ``(n_pairs, width)`` layout for the
+    other products, computed when first needed.
     """
 
-    y: np.ndarray  # (n_pairs, (lmax + 1)**2)
-    radial: np.ndarray  # (n_pairs, lmax + 1, n_radial)
-    flat: np.ndarray  # (n_pairs, width), _g(values).flat()
+    def __init__(self, y: np.ndarray, radial: np.ndarray) -> None:
+        self.y = y  # (n_pairs, (lmax + 1)**2), weight included
+        self.radial = radial  # (n_pairs, lmax + 1, n_radial)
+
+    @cached_property
+    def flat(self) -> np.ndarray:
+        """``(n_pairs, width)``: ``_g(values).flat()``, the blocks ``l = 0 .. lmax`` side by side."""
+        return _pair_values(self.y, self.radial).reshape(self.y.shape[0], -1)
 
 
-#: Largest relative deviation from ``y (x) radial`` accepted before the separable kernel is used
-#: (rounding only: the form is exact).
-_SEPARABLE_TOLERANCE = 1e-13
-
-
-def _separable(values: np.ndarray, vectors: np.ndarray, flat: np.ndarray):
-    """Factor ``g_ij`` as :class:`_SeparablePairs`, or return ``flat`` if it is not separable."""
-    from .sph import spherical_harmonics
-
-    n, n_lm, n_radial = values.shape
-    lmax = int(round(math.sqrt(n_lm))) - 1
-    if n == 0:
-        return flat
-    y = spherical_harmonics(vectors, lmax)
-    radial = np.empty((n, lmax + 1, n_radial))
-    worst = 0.0
-    for l in range(lmax + 1):
-        y_l = y[:, l * l : (l + 1) * (l + 1)]
-        g_l = values[:, l * l : (l + 1) * (l + 1)]
-        # sum_m Y_lm^2 = (2 l + 1) / (4 pi): projection on the angular factor
-        radial[:, l] = np.einsum("sm,smn->sn", y_l, g_l) * (4.0 * math.pi / (2 * l + 1))
-        worst = max(worst, float(np.abs(g_l - y_l[:, :, None] * radial[:, l, None, :]).max(initial=0.0)))
-    if worst > _SEPARABLE_TOLERANCE * max(float(np.abs(values).max(initial=0.0)), 1e-300):
-        return flat
-    return _SeparablePairs(np.ascontiguousarray(y), radial, flat)
+def _pair_values(y: np.ndarray, radial: np.ndarray) -> np.ndarray:
+    """``values[p, lm, n] = y[p, lm] radial[p, l, n]``: the same products as the expansion kernel."""
+    lmax = radial.shape[1] - 1
+    l_of_lm = np.repeat(np.arange(lmax + 1), 2 * np.arange(lmax + 1) + 1)
+    return y[:, :, None] * radial[:, l_of_lm, :]
 
 
 @dataclass
@@ -568,13 +598,23 @@ class _Pairs:
     shift: np.ndarray  # (n, 3)
     first_type: np.ndarray
     second_type: np.ndarray
-    values: np.ndarray  # (n, n_lm, n_radial)
+    y: np.ndarray  # (n, n_lm): separable factors of g_ij, see _SeparablePairs
+    radial: np.ndarray  # (n, lmax + 1, n_radial)
     vectors: np.ndarray  # (n, 3), r_ij in Angstrom
     ci: np.ndarray  # row of (system, first) in the atom expansion
     cj: np.ndarray  # row of (system, second)
 
     def __len__(self) -> int:
         return self.system.shape[0]
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        """``g_ij`` of every pair, ``(n, n_lm, n_radial)``."""
+        return _pair_values(self.y, self.radial)
+
+    @cached_property
+    def separable(self) -> _SeparablePairs:
+        return _SeparablePairs(self.y, self.radial)
 
     @property
     def is_self(self) -> np.ndarray:
@@ -606,6 +646,8 @@ def _pair_list(pair, dense) -> _Pairs:
     second = np.asarray(pair.second_atom, dtype=np.int64)
     shift = np.asarray(pair.cell_shift, dtype=np.int64).reshape(-1, 3)
     order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], second, first, system))
+    if np.array_equal(order, np.arange(order.size)):
+        order = slice(None)  # already sorted (the pair expansion's order): no copies
     system, first, second, shift = system[order], first[order], second[order], shift[order]
     return _Pairs(
         system=system,
@@ -614,7 +656,8 @@ def _pair_list(pair, dense) -> _Pairs:
         shift=shift,
         first_type=np.asarray(pair.first_type, dtype=np.int64)[order],
         second_type=np.asarray(pair.second_type, dtype=np.int64)[order],
-        values=np.ascontiguousarray(np.asarray(pair.values)[order]),
+        y=np.ascontiguousarray(np.asarray(pair.angular)[order]),
+        radial=np.ascontiguousarray(np.asarray(pair.radial)[order]),
         vectors=np.ascontiguousarray(np.asarray(pair.vectors, dtype=np.float64).reshape(-1, 3)[order]),
         ci=_center_rows(dense, system, first),
         cj=_center_rows(dense, system, second),
@@ -828,7 +871,7 @@ class _Base:
         """Dense atom-centred and pair expansions of ``frames`` (:mod:`ncsym.density`)."""
         atoms, pair = self._cached("density", species, lambda: _density_calculators(self.hypers, species))
         dense = atoms.compute_dense(frames)
-        return dense, (pair.compute_dense(frames) if pairs else None)
+        return dense, (pair._compute_factors(frames) if pairs else None)
 
     @property
     def max_angular(self) -> int:
@@ -1027,13 +1070,14 @@ class PairCorrelations(_Base):
         dense, pair = self._expansions(frames, species)
         pairs = _pair_list(pair, dense)
         rho1 = _rho1(dense, species)
-        g = _g(pairs.values)
-        inner, last = self._cached("plans", species, lambda: self._plans(rho1.meta, g.meta))
+        g_meta = _g_meta(self.max_angular, pairs.radial.shape[2])
+        inner, last = self._cached("plans", species, lambda: self._plans(rho1.meta, g_meta))
 
         rows_all = np.arange(len(pairs))
         if not self.self_pairs:
             rows_all = rows_all[~pairs.is_self[rows_all]]
         if last is None:
+            g = _g(pairs.values)
             out_meta = _restrict(g, self.max_lambda).meta
         else:
             out_meta = last.meta
@@ -1053,7 +1097,7 @@ class PairCorrelations(_Base):
             a_flat = _lambda_soap(rho1, min(self.max_lambda_intermediate, 2 * self.max_angular)).flat()
         elif self.nu == 1:
             a_flat = rho1.flat()
-        g_flat = _separable(pairs.values, pairs.vectors, g.flat())
+        g_flat = pairs.separable
         # one pass over all pairs, grouped by species pair: blocks are row ranges (views)
         combos = [(int(za), int(zb)) for za in species for zb in species]
         rows, bounds = _sorted_groups(
@@ -1312,7 +1356,7 @@ class MessagePassingFeatures(_Base):
                 "compute fewer frames at a time or lower max_angular, max_radial or max_lambda",
             )
         inter_budget = max(self.memory_budget - needed, self.memory_budget * _INTERMEDIATE_SHARE)
-        flat_i, flat_g, flat_j = rho_i.flat(), g.flat(), rho_j.flat()
+        flat_i, flat_g, flat_j = rho_i.flat(), pairs.separable.flat, rho_j.flat()
         keys, blocks = [], []
         for z in species:
             centers = np.nonzero(center_type == z)[0]
@@ -1520,8 +1564,8 @@ class ThreeCentreFeatures(_Base):
         types = np.column_stack([center_type[centre_of], pairs.second_type[p1], pairs.second_type[p2]])
 
         flat_rho = rho1.flat() if self.nu == 1 else None
-        flat_g = g.flat()
-        g_sep = _separable(pairs.values, pairs.vectors, flat_g)
+        g_sep = pairs.separable
+        flat_g = g_sep.flat
         x_keys = list(second.layout_a)
         x_row_bytes = _BYTES * sum(s * w for (_, s, w) in second.layout_a.values())
         inter_budget = max(self.memory_budget - needed, self.memory_budget * _INTERMEDIATE_SHARE)
@@ -2103,8 +2147,8 @@ class PairFeatures(_Base):
             rho1_flat = rho1.flat()
             pf_flat = self._pair_factor_flat(rho1, setup)
             g = _g(pairs.values, "n_3")
-            g_flat = g.flat()
-            g_sep = _separable(pairs.values, pairs.vectors, g_flat)
+            g_sep = pairs.separable
+            g_flat = g_sep.flat
             centers = np.arange(n_centers)
 
             # ---------------------------------------------------------- on-site

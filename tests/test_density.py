@@ -301,6 +301,22 @@ def test_neighbors_to_properties():
         np.testing.assert_array_equal(block.properties.values[7 * a:7 * (a + 1), 0], neighbor)
 
 
+def test_pair_factors_reproduce_the_expansion_bit_for_bit():
+    """The pair features' separable factors give exactly the values of compute_dense."""
+    from ncsym.pairs import _pair_values
+
+    frames = [ase.build.molecule("CH3CH2OH"), ase.build.bulk("Si", "diamond", 5.43)]
+    calc = PairExpansion(**HYPERS, center_atom_weight=0.7)
+    dense = calc.compute_dense(frames)
+    factors = calc._compute_factors(frames)
+    assert factors.values is None and dense.angular is None
+    np.testing.assert_array_equal(factors.vectors, dense.vectors)
+    np.testing.assert_array_equal(factors.first_atom, dense.first_atom)
+    assert factors.angular.shape == (len(dense.vectors), n_lm(6))
+    assert factors.radial.shape == (len(dense.vectors), 7, 7)
+    np.testing.assert_array_equal(_pair_values(factors.angular, factors.radial), dense.values)
+
+
 def test_pair_blocks_layout():
     frame = ase.build.molecule("CH3CH2OH")
     calc = PairExpansion(**HYPERS)

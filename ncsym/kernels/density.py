@@ -180,3 +180,57 @@ def expansion_by_pair(  # pragma: no cover - compiled
                     f = weight * ylm[lm]
                     for n in range(n_radial):
                         out[p, lm, n] = f * radial[rl + n]
+
+
+@numba.njit(cache=True, parallel=True)
+def expansion_by_pair_factors(  # pragma: no cover - compiled
+    vectors, is_self, center_weight, cutoff, width, lmax, n_radial, inv_step,
+    spline_values, spline_derivatives, sph_coefs, n_chunks, angular, radial_out,
+):
+    """Separable factors of the single-neighbour expansions ``g_ij``, one row per pair.
+
+    ``<n l m | g_ij> = angular[p, l * l + l + m] * radial_out[p, l, n]`` with exactly the
+    products :func:`expansion_by_pair` forms, so the two agree bit for bit.
+
+    Parameters
+    ----------
+    vectors, is_self, center_weight, cutoff, width, lmax, n_radial, inv_step, spline_values,
+    spline_derivatives, sph_coefs, n_chunks
+        As in :func:`expansion_by_pair`.
+    angular : float64 (n_pairs, (lmax + 1)**2)
+        Output: weight times the real spherical harmonics of ``r_ij``.
+    radial_out : float64 (n_pairs, lmax + 1, n_radial)
+        Output: splined radial integrals ``I_nl(r_ij)`` (zero where the weight is zero).
+    """
+    n_pairs = vectors.shape[0]
+    n_ln = (lmax + 1) * n_radial
+    n_lm = (lmax + 1) * (lmax + 1)
+    n_chunks = max(1, min(n_pairs, n_chunks))
+    for chunk in numba.prange(n_chunks):
+        radial = np.empty(n_ln)
+        ylm = np.empty(n_lm)
+        first = chunk * n_pairs // n_chunks
+        stop = (chunk + 1) * n_pairs // n_chunks
+        for p in range(first, stop):
+            x = vectors[p, 0]
+            y = vectors[p, 1]
+            z = vectors[p, 2]
+            r = math.sqrt(x * x + y * y + z * z)
+            if is_self[p]:
+                weight = center_weight
+            else:
+                weight = cutoff_function(r, cutoff, width)
+            if weight == 0.0:
+                for lm in range(n_lm):
+                    angular[p, lm] = 0.0
+                for l in range(lmax + 1):
+                    for n in range(n_radial):
+                        radial_out[p, l, n] = 0.0
+                continue
+            spline_into(r, inv_step, spline_values, spline_derivatives, radial)
+            sph_into_tab(x, y, z, lmax, sph_coefs, ylm)
+            for lm in range(n_lm):
+                angular[p, lm] = weight * ylm[lm]
+            for l in range(lmax + 1):
+                for n in range(n_radial):
+                    radial_out[p, l, n] = radial[l * n_radial + n]

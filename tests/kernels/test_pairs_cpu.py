@@ -87,3 +87,63 @@ def test_output_addresses_rejects_unusable_blocks():
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         output_addresses([frozen])
+
+
+def _separable_plan(la, pa, lb, pb, max_lambda):
+    from ncsym.blocks import Labels
+    from ncsym.pairs import _Plan
+
+    meta_a = {(l, 1): Labels(("n_1",), np.arange(pa).reshape(-1, 1)) for l in range(la + 1)}
+    meta_b = {(l, 1): Labels(("n_2",), np.arange(pb).reshape(-1, 1)) for l in range(lb + 1)}
+    return _Plan(meta_a, meta_b, max_lambda=max_lambda, prefix_names=("l_1", "l_2"), prefix=lambda a, b: (a[0], b[0]))
+
+
+@pytest.mark.parametrize("nontemporal", [False, True])
+@pytest.mark.parametrize(("pa", "pb"), [(3, 2), (9, 7), (7, 10)])
+def test_row_staged_separable_kernel_equals_the_direct_one(nontemporal, pa, pb):
+    """Several terms per block, rows wider than a vector: bit-identical to cg_product_separable."""
+    from ncsym.kernels.pairs_cpu import cg_product_separable_rows
+
+    la, lb = 2, 3
+    plan = _separable_plan(la, pa, lb, pb, max_lambda=4)
+    rng = np.random.default_rng(pa * pb)
+    n_a, n_b, n_out = 6, 9, 13
+    a = rng.normal(size=(n_a, sum((2 * l + 1) * pa for l in range(la + 1))))
+    y = rng.normal(size=(n_b, (lb + 1) ** 2))
+    y[0] = 0.0  # a pair of zero weight
+    radial = rng.normal(size=(n_b, lb + 1, pb))
+    idx_a = rng.integers(0, n_a, n_out)
+    idx_b = rng.integers(0, n_b, n_out)
+    t = plan.tables
+    results = []
+    for staged in (False, True):
+        outs = [np.full((n_out, 2 * k[0] + 1, len(plan.props[k])), np.nan) for k in plan.keys]
+        address, row = output_addresses(outs)
+        common = (a, idx_a, y, radial, idx_b, plan.pairs_separable, plan.terms)
+        tables = (t.offsets, t.m1, t.m2, t.mu, t.coef, address, row, 4)
+        if staged:
+            cg_product_separable_rows(*common, plan.term_pair, plan.block_ptr, plan.block_terms, *tables, nontemporal)
+        else:
+            cg_product_separable(*common, *tables)
+        results.append(outs)
+    for direct, staged in zip(*results, strict=True):
+        assert np.all(np.isfinite(staged))
+        np.testing.assert_array_equal(staged, direct)
+    # and both are the CG product of a with y (x) radial
+    b = np.concatenate([y[:, l * l : (l + 1) ** 2, None] * radial[:, l, None, :] for l in range(lb + 1)], axis=1)
+    block = plan.keys.index((1, -1)) if (1, -1) in plan.keys else 0
+    lam = plan.keys[block][0]
+    got = results[1][block]
+    col = 0
+    for k in range(plan.block_ptr[block], plan.block_ptr[block + 1]):
+        term = plan.terms[plan.block_terms[k]]
+        pair = plan.pairs[plan.term_pair[plan.block_terms[k]]]
+        l1, l2 = (pair[1] - 1) // 2, (pair[4] - 1) // 2
+        cg = cg_tables(max(la, lb), 4).get(l1, l2, lam).todense()
+        a_l = a[:, pair[0] : pair[0] + (2 * l1 + 1) * pa].reshape(n_a, 2 * l1 + 1, pa)
+        want = np.einsum("xyz,sxp,syq->szpq", cg, a_l[idx_a], b[idx_b, l2 * l2 : (l2 + 1) ** 2])
+        np.testing.assert_allclose(
+            got[:, :, term[2] : term[2] + pa * pb], want.reshape(n_out, 2 * lam + 1, -1), rtol=1e-12, atol=1e-12
+        )
+        col += pa * pb
+    assert col == got.shape[2]
