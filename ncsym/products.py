@@ -472,10 +472,13 @@ def run_plan_blocks(
         raise ValueError(f"blocks reach entry {int(last.max())} of an output of size {out.shape[0]}")
     import numba
 
+    from .kernels.simd import STREAM_MIN_BYTES
+
     chunk = max(1, min(64, n // (4 * numba.get_num_threads())))
     outer_product_plan_blocks(
         a, b, idx_a, idx_b, plan.groups, plan.pair_m1, plan.pair_m2, plan.rows, plan.nz_pair, plan.nz_coef,
         plan.buf_size, block_start, block_size, out_base, int(sample0), chunk, out,
+        out.nbytes >= STREAM_MIN_BYTES,
     )
     return out
 

@@ -26,9 +26,9 @@ buf_size, out)``
     pass over the samples into one flat output buffer (assignment, not accumulation).  The
     plan layout is described in :func:`outer_product_plan`.
 ``outer_product_plan_blocks(..., rows, nz_pair, nz_coef, buf_size, block_start, block_size,
-out_base, sample0, chunk, out)``
+out_base, sample0, chunk, out, nontemporal)``
     The same for block-major outputs (the last ACDC iteration), assembling each sample in a
-    cached scratch and copying it out block by block.
+    cached scratch and copying it out block by block (non-temporal stores for large outputs).
 
 Loop order.  For each output row ``s`` (one thread) and a tile of ``p`` values, the products
 ``a[m1, p] * b[m2, :]`` of every ``(m1, m2)`` pair are formed once in a small buffer
@@ -49,6 +49,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import prange
+
+from .simd import copy_to_address, store_fence
 
 #: Target number of float64 entries in the per-thread product buffer ``T`` (192 KiB, in L2).
 TILE_BUFFER = 24576
@@ -454,7 +456,7 @@ def outer_product_plan(
 @numba.njit(cache=True, parallel=True)
 def outer_product_plan_blocks(
     a, b, idx_a, idx_b, groups, pair_m1, pair_m2, rows, nz_pair, nz_coef, buf_size, block_start,
-    block_size, out_base, sample0, chunk, out,
+    block_size, out_base, sample0, chunk, out, nontemporal,
 ):  # pragma: no cover - jitted
     """:func:`outer_product_plan` for block-major outputs, staged one sample at a time.
 
@@ -484,6 +486,9 @@ def outer_product_plan_blocks(
         Samples per task of the parallel loop (each task allocates its scratch once).
     out : float64 1-D
         Flat output buffer.
+    nontemporal : bool
+        Copy the samples out with non-temporal stores (outputs larger than the caches; see
+        :mod:`ncsym.kernels.simd`).
     """
     n = idx_a.shape[0]
     n_blocks = block_size.shape[0]
@@ -503,8 +508,7 @@ def outer_product_plan_blocks(
             )
             t = sample0 + s
             for k in range(n_blocks):
-                size = np.uint64(block_size[k])
-                src = np.uint64(block_start[k])
-                dst = np.uint64(out_base[k] + t * block_size[k])
-                for e in range(size):
-                    out[dst + e] = scratch[src + e]
+                dst = out.ctypes.data + 8 * (out_base[k] + t * block_size[k])
+                copy_to_address(dst, scratch, block_start[k], block_size[k], nontemporal)
+        if nontemporal:
+            store_fence()
