@@ -143,3 +143,18 @@ def test_threads_sharing_the_pool_get_correct_results(pool):
 
     with ThreadPoolExecutor(4) as ex:
         assert all(ex.map(run, range(24)))
+
+
+@pytest.mark.parametrize("variant", ["i", "j"])
+def test_pair_features_streamed_to_memory_equal_cached_writes(variant, monkeypatch):
+    # outputs over ncsym.kernels.simd.STREAM_MIN_BYTES are written with non-temporal stores
+    from ncsym.pairs import PairCorrelations
+
+    frames = [ase.build.molecule("CH3CH2OH"), ase.build.bulk("Si", "diamond", 5.43)]
+    calc = PairCorrelations(cutoff=3.0, max_radial=6, max_angular=2, correlation_order=1, variant=variant)
+    cached = [b.values.copy() for b in calc.compute(frames).blocks]
+    monkeypatch.setattr("ncsym.kernels.simd.STREAM_MIN_BYTES", 0)
+    streamed = calc.compute(frames)
+    for block, ref in zip(streamed.blocks, cached, strict=True):
+        assert np.all(np.isfinite(ref))
+        np.testing.assert_array_equal(block.values, ref)
