@@ -425,14 +425,20 @@ class _Plan:
             terms[:, 2] += offsets[terms[:, 1]]
             terms[:, 3] = widths[terms[:, 1]]
         t = self.tables
+        if separable:
+            # the separable kernels read these by address
+            if not all(x.dtype == np.int32 and x.flags.c_contiguous for x in (t.m1, t.m2, t.mu)):
+                raise RuntimeError("CG tables must hold C-contiguous int32 indices")  # pragma: no cover
+            a_flat = np.ascontiguousarray(a_flat, dtype=np.float64)
+            b = _SeparablePairs(np.ascontiguousarray(b.y), np.ascontiguousarray(b.radial))
         if separable and terms is self.terms:
             # the plan's terms fill every row of every block: stage rows, stream large outputs
             nbytes = sum(blk.nbytes for blk in blocks)
             cg_product_separable_rows(
-                np.ascontiguousarray(a_flat),
+                a_flat,
                 idx_a,
                 b.y,
-                np.ascontiguousarray(b.radial),
+                b.radial,
                 idx_b,
                 self.pairs_separable,
                 terms,

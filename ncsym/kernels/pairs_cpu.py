@@ -33,11 +33,13 @@ Method
     No ``fastmath``: equivariance to 1e-12 and exact exchange symmetry need IEEE arithmetic.
 Large outputs
     :func:`cg_product_separable_rows` (used when a product fills whole output blocks) assembles
-    each row of a block in a cached scratch with short masked vector operations
-    (:mod:`ncsym.kernels.simd`; rows of 7 radial channels are one vector) and copies it out in
-    one run, with non-temporal stores when the output is larger than the caches.  Pair
-    features of Si216 at max_angular 4 (542 MB) went from 80 to ~35 ms per structure on two
-    threads; the write-only floor with non-temporal stores is ~14 ms.
+    each row of a block in a cached scratch and copies it out in one run, with non-temporal
+    stores when the output is larger than the caches.  Both separable kernels work on rows of
+    up to 8 properties as single masked vectors (:mod:`ncsym.kernels.simd`: the loop over CG
+    nonzeros and the rank-one output rows each run inside one intrinsic; 7 radial channels are
+    one vector, not a 7-iteration scalar remainder).  Pair features of Si216 at max_angular 4
+    (542 MB) went from 80 to 26-33 ms per structure on two threads: ~12-17 ms of arithmetic
+    and ~14 ms of writing, the floor with non-temporal stores at ~40 GB/s.
 """
 
 from __future__ import annotations
@@ -45,7 +47,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .simd import axpy_padded, copy_to_address, float_pointer, padded, scale_to, store_fence, zero_padded
+from .simd import (
+    accumulate_cg8,
+    axpy_padded,
+    copy_to_address,
+    float_pointer,
+    outer_rows8,
+    padded,
+    scale_to,
+    store_fence,
+    zero_padded,
+)
 
 __all__ = [
     "cg_product_segments",
@@ -137,7 +149,8 @@ def cg_product_segments(
     cg_offsets : int64 (n_tables + 1,)
         Entries of table ``t`` are ``cg_offsets[t] .. cg_offsets[t + 1] - 1``.
     cg_m1, cg_m2, cg_mu : int32 (nnz,)
-        Component indices counted from zero.
+        Component indices counted from zero (C-contiguous int32: the separable kernels read them
+        by address).
     cg_coef : float64 (nnz,)
         CG coefficients.
     out_address : int64 (n_blocks,)
@@ -167,45 +180,72 @@ def cg_product_segments(
 
 
 @numba.njit(cache=True)
+def _term_rows(
+    tmp_at, pa8, a_at, pa, y_at, e0, e1, m1_at, m2_at, mu_at, coef_at, cg_m1, cg_m2, cg_mu, cg_coef, out_at,
+    stride, n_mu, rad_at, pb,
+):  # pragma: no cover - compiled
+    """One separable term at addresses: ``out[mu * stride + p * pb + q] = T[mu, p] rad[q]`` with
+    ``T[mu, p] = sum_e cg_e y[m2_e] a[m1_e * pa + p]`` (``T`` in rows of ``pa8`` floats at ``tmp_at``)."""
+    zero_padded(tmp_at, n_mu * pa8)
+    if pa <= 8:
+        # one vector per row: the loop over nonzeros runs inside one intrinsic
+        accumulate_cg8(tmp_at, pa8, a_at, pa, y_at, m1_at, m2_at, mu_at, coef_at, e0, e1)
+    else:
+        y = float_pointer(y_at)
+        for e in range(e0, e1):
+            cy = cg_coef[e] * y[cg_m2[e]]
+            if cy == 0.0:
+                continue
+            axpy_padded(tmp_at + 8 * cg_mu[e] * pa8, a_at + 8 * cg_m1[e] * pa, cy, pa)
+    if pb <= 8:
+        outer_rows8(out_at, stride, tmp_at, pa8, n_mu, pa, rad_at, pb)
+    else:
+        tmp = float_pointer(tmp_at)
+        for mu in range(n_mu):
+            for p in range(pa):
+                scale_to(out_at + 8 * (mu * stride + p * pb), rad_at, tmp[mu * pa8 + p], pb)
+
+
+@numba.njit(cache=True)
 def _separable_chunk(
     r_start, r_stop, a, idx_a, y, radial, idx_b, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef,
     out_address, out_row, max_t,
 ):  # pragma: no cover - compiled
     """Output rows ``r_start .. r_stop - 1`` of :func:`cg_product_separable`."""
     tmp = np.empty(max_t)
+    tmp_at = tmp.ctypes.data
     n_pairs = pairs.shape[0]
+    n_y = y.shape[1]
+    n_l = radial.shape[1]
+    n_q = radial.shape[2]
+    m1_at = cg_m1.ctypes.data
+    m2_at = cg_m2.ctypes.data
+    mu_at = cg_mu.ctypes.data
+    coef_at = cg_coef.ctypes.data
     for r in range(r_start, r_stop):
         ia = idx_a[r]
         ib = idx_b[r]
+        a_at = a.ctypes.data + 8 * ia * a.shape[1]
         for t in range(n_pairs):
             a_off = pairs[t, 0]
             pa = pairs[t, 2]
             l2 = pairs[t, 3]
             pb = pairs[t, 5]
             y0 = l2 * l2
+            pa8 = padded(pa)
+            rad_at = radial.ctypes.data + 8 * (ib * n_l + l2) * n_q
             for k in range(pairs[t, 6], pairs[t, 7]):
                 table = terms[k, 0]
                 block = terms[k, 1]
-                out = float_pointer(out_address[block] + 8 * r * out_row[block])
+                out_at = out_address[block] + 8 * r * out_row[block]
                 o_off = terms[k, 2]
                 stride = terms[k, 3]
                 n_mu = out_row[block] // stride
-                for e in range(n_mu * pa):
-                    tmp[e] = 0.0
-                for e in range(cg_offsets[table], cg_offsets[table + 1]):
-                    cy = cg_coef[e] * y[ib, y0 + cg_m2[e]]
-                    if cy == 0.0:
-                        continue
-                    t_base = cg_mu[e] * pa
-                    a_base = a_off + cg_m1[e] * pa
-                    for p in range(pa):
-                        tmp[np.uint64(t_base + p)] += cy * a[ia, np.uint64(a_base + p)]
-                for mu in range(n_mu):
-                    for p in range(pa):
-                        x = tmp[mu * pa + p]
-                        o_base = mu * stride + o_off + p * pb
-                        for q in range(pb):
-                            out[np.uint64(o_base + q)] = x * radial[ib, l2, np.uint64(q)]
+                _term_rows(
+                    tmp_at, pa8, a_at + 8 * a_off, pa, y.ctypes.data + 8 * (ib * n_y + y0), cg_offsets[table],
+                    cg_offsets[table + 1], m1_at, m2_at, mu_at, coef_at, cg_m1, cg_m2, cg_mu, cg_coef,
+                    out_at + 8 * o_off, stride, n_mu, rad_at, pb,
+                )
 
 
 @numba.njit(parallel=True, cache=True)
@@ -227,10 +267,10 @@ def cg_product_separable(
     Parameters
     ----------
     a, idx_a
-        As in :func:`cg_product_segments`.
-    y : float64 (n_b, (lmax + 1)**2)
+        As in :func:`cg_product_segments`; ``a`` C-contiguous (rows are read by address).
+    y : float64 (n_b, (lmax + 1)**2), C-contiguous
         Angular factor of each row of the second factor.
-    radial : float64 (n_b, lmax + 1, P2)
+    radial : float64 (n_b, lmax + 1, P2), C-contiguous
         Radial factor of each row and order ``l2``.
     idx_b : int64 (n_out,)
         Row of ``y`` / ``radial`` for each output row.
@@ -244,7 +284,7 @@ def cg_product_separable(
     max_t = 1
     for t in range(n_pairs):
         for k in range(pairs[t, 6], pairs[t, 7]):
-            size = (out_row[terms[k, 1]] // terms[k, 3]) * pairs[t, 2]
+            size = (out_row[terms[k, 1]] // terms[k, 3]) * padded(pairs[t, 2])
             if size > max_t:
                 max_t = size
     n_chunks = (n_out + chunk - 1) // chunk
@@ -270,6 +310,12 @@ def _separable_rows_chunk(
     stage_at = stage.ctypes.data
     n_l = radial.shape[1]
     n_q = radial.shape[2]
+    n_y = y.shape[1]
+    y_at = y.ctypes.data
+    m1_at = cg_m1.ctypes.data
+    m2_at = cg_m2.ctypes.data
+    mu_at = cg_mu.ctypes.data
+    coef_at = cg_coef.ctypes.data
     for r in range(r_start, r_stop):
         ia = idx_a[r]
         ib = idx_b[r]
@@ -288,18 +334,11 @@ def _separable_rows_chunk(
                 o_off = terms[k, 2]
                 stride = terms[k, 3]
                 n_mu = row_len // stride
-                # T[mu, p] in rows padded to whole vectors
-                pa8 = padded(pa)
-                zero_padded(tmp_at, n_mu * pa8)
-                for e in range(cg_offsets[table], cg_offsets[table + 1]):
-                    cy = cg_coef[e] * y[ib, y0 + cg_m2[e]]
-                    if cy == 0.0:
-                        continue
-                    axpy_padded(tmp_at + 8 * cg_mu[e] * pa8, a_at + 8 * (a_off + cg_m1[e] * pa), cy, pa)
-                rad_at = radial.ctypes.data + 8 * (ib * n_l + l2) * n_q
-                for mu in range(n_mu):
-                    for p in range(pa):
-                        scale_to(stage_at + 8 * (mu * stride + o_off + p * pb), rad_at, tmp[mu * pa8 + p], pb)
+                _term_rows(
+                    tmp_at, padded(pa), a_at + 8 * a_off, pa, y_at + 8 * (ib * n_y + y0), cg_offsets[table],
+                    cg_offsets[table + 1], m1_at, m2_at, mu_at, coef_at, cg_m1, cg_m2, cg_mu, cg_coef,
+                    stage_at + 8 * o_off, stride, n_mu, radial.ctypes.data + 8 * (ib * n_l + l2) * n_q, pb,
+                )
             copy_to_address(out_address[blk] + 8 * r * row_len, stage, 0, row_len, nontemporal)
     if nontemporal:
         store_fence()
@@ -314,15 +353,14 @@ def cg_product_separable_rows(
 
     Each output row of each block is assembled in a per-thread scratch that stays in cache and
     then copied to the block in one contiguous run, with non-temporal stores if
-    ``nontemporal`` (:func:`ncsym.kernels.stream.copy_to_address`): large outputs are then
+    ``nontemporal`` (:func:`ncsym.kernels.simd.copy_to_address`): large outputs are then
     written without first being read into the caches.  The terms of every block must together
     fill its rows (``column_offset`` zero, blocks exactly as wide as the plan).
 
     Parameters
     ----------
     a, idx_a, y, radial, idx_b, pairs, terms, cg_offsets, cg_m1, cg_m2, cg_mu, cg_coef, out_address, out_row, chunk
-        As in :func:`cg_product_separable`; ``a`` and ``radial`` must be C-contiguous (rows are
-        read by address).
+        As in :func:`cg_product_separable`.
     term_pair : int64 (n_terms,)
         Row of ``pairs`` that each term belongs to.
     block_ptr : int64 (n_blocks + 1,)

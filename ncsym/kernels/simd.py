@@ -42,6 +42,8 @@ __all__ = [
     "scale_to",
     "axpy_to",
     "axpy_padded",
+    "accumulate_cg8",
+    "outer_rows8",
     "zero_padded",
     "padded",
     "STREAM_MIN_BYTES",
@@ -158,6 +160,82 @@ def _zero8(typingctx, dst):  # pragma: no cover - compiled
     def codegen(context, builder, signature, args):
         vec = _vector_type()
         builder.store(ir.Constant(vec, None), builder.inttoptr(args[0], vec.as_pointer()), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _load_at(builder, address, ltype):
+    return builder.load(builder.inttoptr(address, ltype.as_pointer()))
+
+
+@intrinsic
+def outer_rows8(typingctx, dst, dst_stride, src, src_stride, n_rows, n_cols, vec, n):  # pragma: no cover
+    """``dst[i * dst_stride + j * n + q] = src[i * src_stride + j] * vec[q]`` for ``i < n_rows``,
+    ``j < n_cols``, ``q < n <= 8`` (float64 at addresses; strides in floats).
+
+    The rank-one rows of the separable pair product: ``vec`` and the lane mask are loaded once,
+    then each ``(i, j)`` costs one broadcast, one multiply and one masked store.
+    """
+    sig = types.void(*([types.int64] * 8))
+
+    def codegen(context, builder, signature, args):
+        dst, dst_stride, src, src_stride, n_rows, n_cols, vec_at, n = args
+        i64 = ir.IntType(64)
+        eight = ir.Constant(i64, 8)
+        mask = _lane_mask(builder, n)
+        vtype = _vector_type()
+        row = _masked_load(builder, vec_at, mask)
+        with cgutils.for_range(builder, n_rows) as outer:
+            i = outer.index
+            src_row = builder.add(src, builder.mul(builder.mul(i, src_stride), eight))
+            dst_row = builder.add(dst, builder.mul(builder.mul(i, dst_stride), eight))
+            with cgutils.for_range(builder, n_cols) as inner:
+                j = inner.index
+                x = _load_at(builder, builder.add(src_row, builder.mul(j, eight)), ir.DoubleType())
+                value = builder.fmul(row, _splat(builder, x, vtype))
+                _masked_store(builder, value, builder.add(dst_row, builder.mul(builder.mul(j, n), eight)), mask)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def accumulate_cg8(typingctx, tmp, tmp_stride, a_row, n, y_row, m1, m2, mu, coef, e0, e1):  # pragma: no cover
+    """``tmp[mu_e * tmp_stride + p] += (coef_e * y_row[m2_e]) * a_row[m1_e * n + p]`` for
+    ``e0 <= e < e1`` and ``p < n <= 8``, skipping terms whose factor is zero.
+
+    ``m1, m2, mu`` are addresses of int32 arrays, ``coef`` of a float64 array; ``tmp`` rows are
+    padded to 8 floats (loaded and stored whole, so that repeated updates of one row are
+    forwarded from store to load).  Each lane computes ``tmp + (c y) a`` exactly as the scalar
+    code.
+    """
+    sig = types.void(*([types.int64] * 11))
+
+    def codegen(context, builder, signature, args):
+        tmp, tmp_stride, a_row, n, y_row, m1_at, m2_at, mu_at, coef_at, e0, e1 = args
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        four = ir.Constant(i64, 4)
+        eight = ir.Constant(i64, 8)
+        vtype = _vector_type()
+        mask = _lane_mask(builder, n)
+        count = builder.sub(e1, e0)
+        with cgutils.for_range(builder, count) as loop:
+            e = builder.add(loop.index, e0)
+            m2 = builder.sext(_load_at(builder, builder.add(m2_at, builder.mul(e, four)), i32), i64)
+            c = _load_at(builder, builder.add(coef_at, builder.mul(e, eight)), ir.DoubleType())
+            yv = _load_at(builder, builder.add(y_row, builder.mul(m2, eight)), ir.DoubleType())
+            cy = builder.fmul(c, yv)
+            with builder.if_then(builder.fcmp_unordered("!=", cy, ir.Constant(ir.DoubleType(), 0.0))):
+                m1 = builder.sext(_load_at(builder, builder.add(m1_at, builder.mul(e, four)), i32), i64)
+                mu = builder.sext(_load_at(builder, builder.add(mu_at, builder.mul(e, four)), i32), i64)
+                src = builder.add(a_row, builder.mul(builder.mul(m1, n), eight))
+                dst = builder.inttoptr(
+                    builder.add(tmp, builder.mul(builder.mul(mu, tmp_stride), eight)), vtype.as_pointer()
+                )
+                product = builder.fmul(_masked_load(builder, src, mask), _splat(builder, cy, vtype))
+                builder.store(builder.fadd(builder.load(dst, align=8), product), dst, align=8)
         return context.get_dummy_value()
 
     return sig, codegen
