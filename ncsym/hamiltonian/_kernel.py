@@ -178,14 +178,45 @@ def principal_axes(x: np.ndarray, n_components: int) -> np.ndarray:
 
 
 def invariant_power(phi: np.ndarray, zeta: int) -> np.ndarray:
-    """Rows ``psi`` with ``psi_A . psi_B = (phi_A . phi_B) ** (zeta - 1)``, shape
-    ``(n, d ** (zeta - 1))`` for ``phi`` of shape ``(n, d)`` (a column of ones for ``zeta = 1``).
+    """Rows ``psi`` with ``psi_A . psi_B = (phi_A . phi_B) ** (zeta - 1)``.
+
+    One column per monomial of degree ``zeta - 1`` in the ``d`` columns of ``phi`` (symmetric
+    tensor power), weighted by the square root of its multinomial coefficient: shape
+    ``(n, C(d + zeta - 2, zeta - 1))`` (``d`` columns for ``zeta = 2``, ``d (d + 1) / 2`` for
+    ``zeta = 3`` instead of the ``d**2`` of the plain tensor power; a column of ones for
+    ``zeta = 1``).
     """
+    from itertools import combinations_with_replacement
+    from math import factorial
+
     phi = np.asarray(phi, dtype=np.float64)
-    psi = np.ones((len(phi), 1))
-    for _ in range(int(zeta) - 1):
-        psi = (psi[:, :, None] * phi[:, None, :]).reshape(len(phi), -1)
+    degree = int(zeta) - 1
+    if degree == 0:
+        return np.ones((len(phi), 1))
+    monomials = list(combinations_with_replacement(range(phi.shape[1]), degree))
+    psi = np.ones((len(phi), len(monomials)))
+    for t, idx in enumerate(monomials):
+        weight = factorial(degree)
+        for i in set(idx):
+            weight //= factorial(idx.count(i))
+        psi[:, t] = np.sqrt(weight) * np.prod(phi[:, list(idx)], axis=1)
     return psi
+
+
+def invariant_power_width(d: int, zeta: int) -> int:
+    """Number of columns of :func:`invariant_power` for ``d`` invariant columns."""
+    from math import comb
+
+    return comb(int(d) + int(zeta) - 2, int(zeta) - 1)
+
+
+def exact_kernel_bytes(n_samples: int, n_components: int, n_features: int, d: int, zeta: int, n_targets: int) -> int:
+    """A lower bound on the peak bytes of one exact kernel fit: the Gram matrix and its
+    eigendecomposition (at least three ``(n_samples n_components)**2`` arrays), the rows
+    ``psi`` and the primal weights ``(width, n_features, n_targets)``."""
+    width = invariant_power_width(d, zeta)
+    n_rows = n_samples * n_components
+    return 8 * (3 * n_rows * n_rows + n_samples * width + width * n_features * n_targets)
 
 
 def primal_weights(x: np.ndarray, psi: np.ndarray, coef: np.ndarray) -> np.ndarray:

@@ -33,8 +33,10 @@ from ..blocks import Block, BlockMap, Labels, concatenate_blocks
 from ._kernel import (
     MIN_KERNEL_ALPHA,
     NystromKernel,
+    exact_kernel_bytes,
     farthest_points,
     invariant_power,
+    invariant_power_width,
     invariant_rows,
     primal_predict,
     primal_weights,
@@ -165,6 +167,23 @@ def _project_invariants(u: np.ndarray, axes: np.ndarray) -> np.ndarray:
     return np.hstack([(u[:, :-1] * np.sqrt(2.0)) @ axes / np.sqrt(2.0), u[:, -1:]])
 
 
+def _check_kernel_memory(fkey, n_samples, n_comp, n_features, d, zeta, n_targets) -> None:
+    """Refuse an exact kernel fit that would not fit in the available memory."""
+    from ..acdc import _available_memory
+
+    need = exact_kernel_bytes(n_samples, n_comp, n_features, d, zeta, n_targets)
+    available = _available_memory()
+    if need > available:
+        raise ValueError(
+            f"the exact kernel model of feature block {fkey} needs about "
+            f"{need / 2**30:.1f} GiB ({n_samples} samples x {n_comp} components, zeta={zeta}, "
+            f"{invariant_power_width(d, zeta)} invariant monomials x {n_features} features x "
+            f"{n_targets} targets), more than the {available / 2**30:.1f} GiB available: lower `zeta` or "
+            "`kernel_components`, set `n_active` (projected-process kernel), or fit fewer "
+            "structures"
+        )
+
+
 class HamiltonianModel:
     """Learn AO Hamiltonians (Fock / Kohn-Sham, Hartree) block by block from structures.
 
@@ -209,13 +228,17 @@ class HamiltonianModel:
         training sample is active and the kernel ridge regression is solved exactly in the
         dual (memory and time grow as ``(n_samples (2 lambda + 1))**2`` and ``**3`` per
         block), then stored as primal weights (no training features are kept; see
-        ``kernel_components``).
+        ``kernel_components``): ``C(d + zeta - 2, zeta - 1)`` matrices of ``n_features x
+        n_targets`` per block, ``d`` the number of invariant axes (plus one).  A fit whose Gram
+        matrix and weights alone exceed the available memory raises ``ValueError`` before
+        anything large is allocated.
     kernel_components : int or None
         Project the invariant features of every block on their ``kernel_components``
         leading principal axes (fitted on the training samples) before the kernel's
         invariant factor ``k0`` is formed.  ``None``: no projection.  With ``n_active=None``
-        the model stores ``(kernel_components + 1)**(zeta - 1)`` weight matrices of the
-        linear model's size per block, so wide features (ethanol, nu = 2 pairs) need it.
+        the model stores ``C(kernel_components + zeta - 1, zeta - 1)`` weight matrices of the
+        linear model's size per block (``kernel_components + 1`` for ``zeta = 2``), so wide
+        features (ethanol, nu = 2 pairs) need it.
     cv_groups : {"sample", "structure"}
         What the cross-validation of the regularisation leaves out together: the ``2 lambda + 1``
         rows of one atom-pair sample (default), or every sample of one structure.  Samples of
@@ -520,6 +543,7 @@ class HamiltonianModel:
         xs = x.reshape(len(samples), n_comp, -1)
         if self.n_active is None:
             # exact kernel ridge, solved in the dual and stored as primal weights
+            _check_kernel_memory(fkey, len(samples), n_comp, xs.shape[2], u.shape[1], self.zeta, y.shape[1])
             if intercept:
                 # lambda = 0 on-site blocks: the intercept is the targets' mean and the kernel
                 # sees centred features (invariant, so the centring keeps the equivariance)

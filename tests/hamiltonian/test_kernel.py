@@ -87,10 +87,15 @@ def test_principal_axes(shape):
     np.testing.assert_allclose(resid, np.sqrt((s[2:] ** 2).sum()), rtol=1e-10)
 
 
-@pytest.mark.parametrize("zeta", [1, 2, 3])
+@pytest.mark.parametrize("zeta", [1, 2, 3, 4])
 def test_primal_weights_reproduce_the_dual_model(zeta):
     """sum_B K(A, B) c_B (dual) == sum_k psi_Ak x_A W_k (primal), for the kernel of kernel()."""
-    from ncsym.hamiltonian._kernel import invariant_power, primal_predict, primal_weights
+    from ncsym.hamiltonian._kernel import (
+        invariant_power,
+        invariant_power_width,
+        primal_predict,
+        primal_weights,
+    )
 
     rng = np.random.default_rng(11)
     lam, p = 2, 5
@@ -100,9 +105,24 @@ def test_primal_weights_reproduce_the_dual_model(zeta):
     coef = rng.normal(size=(9 * (2 * lam + 1), 2))
     dual = kernel(xn, un, x, u, zeta).reshape(3 * (2 * lam + 1), -1) @ coef
     w = primal_weights(x, invariant_power(u, zeta), coef)
-    assert w.shape == ((u.shape[1]) ** (zeta - 1), p, 2)
+    # one column per monomial of degree zeta - 1 in the d = 5 invariant columns
+    width = {1: 1, 2: 5, 3: 15, 4: 35}[zeta]
+    assert invariant_power_width(u.shape[1], zeta) == width
+    assert w.shape == (width, p, 2)
     primal = primal_predict(xn, invariant_power(un, zeta), w)
     np.testing.assert_allclose(primal.reshape(-1, 2), dual, atol=1e-12 * np.abs(dual).max())
     np.testing.assert_allclose(
         invariant_power(un, zeta) @ invariant_power(u, zeta).T, (un @ u.T) ** (zeta - 1), atol=1e-14
     )
+
+
+def test_exact_kernel_fit_too_large_for_memory_is_refused(monkeypatch):
+    """An exact kernel fit whose Gram matrix or primal weights exceed the memory gets a clear
+    ValueError naming what to change, before anything large is allocated."""
+    from ncsym.hamiltonian import HamiltonianModel, load_water_dataset
+
+    water = load_water_dataset()
+    monkeypatch.setattr("ncsym.acdc._available_memory", lambda: 2**20)
+    model = HamiltonianModel(orbitals=water.orbitals, kernel=True, zeta=3, n_active=None, progress=False)
+    with pytest.raises(ValueError, match="exact kernel model .* needs about .* lower `zeta`"):
+        model.fit(water.frames[:6], water.fock[:6])
