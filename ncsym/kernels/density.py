@@ -129,6 +129,28 @@ def expansion_by_center(  # pragma: no cover - compiled
                             out[c, lm, s, n] += f * radial[rl + n]
 
 
+@numba.njit(cache=True)
+def _pair_factors_into(  # pragma: no cover - compiled
+    p, vectors, is_self, center_weight, cutoff, width, lmax, inv_step, spline_values, spline_derivatives,
+    sph_coefs, radial, ylm,
+):
+    """Factors of pair ``p``: ``ylm[lm] = w Y_lm(r_ij)`` and ``radial[l n_radial + n] = I_nl(r_ij)``
+    (both zero where the weight ``w``, cutoff function or ``center_weight``, is zero)."""
+    x = vectors[p, 0]
+    y = vectors[p, 1]
+    z = vectors[p, 2]
+    r = math.sqrt(x * x + y * y + z * z)
+    weight = center_weight if is_self[p] else cutoff_function(r, cutoff, width)
+    if weight == 0.0:
+        radial[:] = 0.0
+        ylm[:] = 0.0
+        return
+    spline_into(r, inv_step, spline_values, spline_derivatives, radial)
+    sph_into_tab(x, y, z, lmax, sph_coefs, ylm)
+    for lm in range(ylm.shape[0]):
+        ylm[lm] = weight * ylm[lm]
+
+
 @numba.njit(cache=True, parallel=True)
 def expansion_by_pair(  # pragma: no cover - compiled
     vectors, is_self, center_weight, cutoff, width, lmax, n_radial, inv_step,
@@ -147,39 +169,23 @@ def expansion_by_pair(  # pragma: no cover - compiled
     spline_derivatives, sph_coefs, n_chunks
         As in :func:`expansion_by_center`.
     out : float64 (n_pairs, (lmax + 1)**2, n_radial)
-        Output, fully overwritten.
+        Output, fully overwritten: ``(w Y_lm) I_nl``, the products of
+        :func:`expansion_by_pair_factors`.
     """
     n_pairs = vectors.shape[0]
-    n_ln = (lmax + 1) * n_radial
-    n_lm = (lmax + 1) * (lmax + 1)
     n_chunks = max(1, min(n_pairs, n_chunks))
     for chunk in numba.prange(n_chunks):
-        radial = np.empty(n_ln)
-        ylm = np.empty(n_lm)
-        first = chunk * n_pairs // n_chunks
-        stop = (chunk + 1) * n_pairs // n_chunks
-        for p in range(first, stop):
-            x = vectors[p, 0]
-            y = vectors[p, 1]
-            z = vectors[p, 2]
-            r = math.sqrt(x * x + y * y + z * z)
-            if is_self[p]:
-                weight = center_weight
-            else:
-                weight = cutoff_function(r, cutoff, width)
-            if weight == 0.0:
-                for lm in range(n_lm):
-                    for n in range(n_radial):
-                        out[p, lm, n] = 0.0
-                continue
-            spline_into(r, inv_step, spline_values, spline_derivatives, radial)
-            sph_into_tab(x, y, z, lmax, sph_coefs, ylm)
+        radial = np.empty((lmax + 1) * n_radial)
+        ylm = np.empty((lmax + 1) * (lmax + 1))
+        for p in range(chunk * n_pairs // n_chunks, (chunk + 1) * n_pairs // n_chunks):
+            _pair_factors_into(
+                p, vectors, is_self, center_weight, cutoff, width, lmax, inv_step, spline_values,
+                spline_derivatives, sph_coefs, radial, ylm,
+            )
             for l in range(lmax + 1):
-                rl = l * n_radial
                 for lm in range(l * l, (l + 1) * (l + 1)):
-                    f = weight * ylm[lm]
                     for n in range(n_radial):
-                        out[p, lm, n] = f * radial[rl + n]
+                        out[p, lm, n] = ylm[lm] * radial[l * n_radial + n]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -189,8 +195,8 @@ def expansion_by_pair_factors(  # pragma: no cover - compiled
 ):
     """Separable factors of the single-neighbour expansions ``g_ij``, one row per pair.
 
-    ``<n l m | g_ij> = angular[p, l * l + l + m] * radial_out[p, l, n]`` with exactly the
-    products :func:`expansion_by_pair` forms, so the two agree bit for bit.
+    ``<n l m | g_ij> = angular[p, l * l + l + m] * radial_out[p, l, n]``, exactly the products
+    :func:`expansion_by_pair` forms, so the two agree bit for bit.
 
     Parameters
     ----------
@@ -203,34 +209,16 @@ def expansion_by_pair_factors(  # pragma: no cover - compiled
         Output: splined radial integrals ``I_nl(r_ij)`` (zero where the weight is zero).
     """
     n_pairs = vectors.shape[0]
-    n_ln = (lmax + 1) * n_radial
-    n_lm = (lmax + 1) * (lmax + 1)
     n_chunks = max(1, min(n_pairs, n_chunks))
     for chunk in numba.prange(n_chunks):
-        radial = np.empty(n_ln)
-        ylm = np.empty(n_lm)
-        first = chunk * n_pairs // n_chunks
-        stop = (chunk + 1) * n_pairs // n_chunks
-        for p in range(first, stop):
-            x = vectors[p, 0]
-            y = vectors[p, 1]
-            z = vectors[p, 2]
-            r = math.sqrt(x * x + y * y + z * z)
-            if is_self[p]:
-                weight = center_weight
-            else:
-                weight = cutoff_function(r, cutoff, width)
-            if weight == 0.0:
-                for lm in range(n_lm):
-                    angular[p, lm] = 0.0
-                for l in range(lmax + 1):
-                    for n in range(n_radial):
-                        radial_out[p, l, n] = 0.0
-                continue
-            spline_into(r, inv_step, spline_values, spline_derivatives, radial)
-            sph_into_tab(x, y, z, lmax, sph_coefs, ylm)
-            for lm in range(n_lm):
-                angular[p, lm] = weight * ylm[lm]
+        radial = np.empty((lmax + 1) * n_radial)
+        ylm = np.empty((lmax + 1) * (lmax + 1))
+        for p in range(chunk * n_pairs // n_chunks, (chunk + 1) * n_pairs // n_chunks):
+            _pair_factors_into(
+                p, vectors, is_self, center_weight, cutoff, width, lmax, inv_step, spline_values,
+                spline_derivatives, sph_coefs, radial, ylm,
+            )
+            angular[p, :] = ylm
             for l in range(lmax + 1):
                 for n in range(n_radial):
                     radial_out[p, l, n] = radial[l * n_radial + n]
