@@ -425,73 +425,29 @@ class _Plan:
             terms[:, 2] += offsets[terms[:, 1]]
             terms[:, 3] = widths[terms[:, 1]]
         t = self.tables
-        if separable:
-            # the separable kernels read these by address
-            if not all(x.dtype == np.int32 and x.flags.c_contiguous for x in (t.m1, t.m2, t.mu)):
-                raise RuntimeError("CG tables must hold C-contiguous int32 indices")  # pragma: no cover
-            a_flat = np.ascontiguousarray(a_flat, dtype=np.float64)
-            b = _SeparablePairs(np.ascontiguousarray(b.y), np.ascontiguousarray(b.radial))
-        if separable and terms is self.terms:
-            # the plan's terms fill every row of every block: stage rows, stream large outputs
-            nbytes = sum(blk.nbytes for blk in blocks)
-            cg_product_separable_rows(
-                a_flat,
-                idx_a,
-                b.y,
-                b.radial,
-                idx_b,
-                self.pairs_separable,
-                terms,
-                self.term_pair,
-                self.block_ptr,
-                self.block_terms,
-                t.offsets,
-                t.m1,
-                t.m2,
-                t.mu,
-                t.coef,
-                out_address,
-                out_row,
-                _KERNEL_CHUNK,
-                nbytes >= STREAM_MIN_BYTES,
-            )
+        cg = (t.offsets, t.m1, t.m2, t.mu, t.coef, out_address, out_row, _KERNEL_CHUNK)
+        if not separable:
+            cg_product_segments(a_flat, idx_a, b_flat, idx_b, seg, self.pairs, terms, *cg)
             return outs
-        if separable:
-            cg_product_separable(
-                a_flat,
-                idx_a,
-                b.y,
-                b.radial,
-                idx_b,
-                self.pairs_separable,
-                terms,
-                t.offsets,
-                t.m1,
-                t.m2,
-                t.mu,
-                t.coef,
-                out_address,
-                out_row,
-                _KERNEL_CHUNK,
-            )
-            return outs
-        cg_product_segments(
-            a_flat,
+        # the separable kernels read these by address
+        if not all(x.dtype == np.int32 and x.flags.c_contiguous for x in (t.m1, t.m2, t.mu)):
+            raise RuntimeError("CG tables must hold C-contiguous int32 indices")  # pragma: no cover
+        factors = (
+            np.ascontiguousarray(a_flat, dtype=np.float64),
             idx_a,
-            b_flat,
+            np.ascontiguousarray(b.y),
+            np.ascontiguousarray(b.radial),
             idx_b,
-            seg,
-            self.pairs,
+            self.pairs_separable,
             terms,
-            t.offsets,
-            t.m1,
-            t.m2,
-            t.mu,
-            t.coef,
-            out_address,
-            out_row,
-            _KERNEL_CHUNK,
         )
+        if terms is self.terms:
+            # the plan's terms fill every row of every block: stage rows, stream large outputs
+            streamed = sum(blk.nbytes for blk in blocks) >= STREAM_MIN_BYTES
+            grouping = (self.term_pair, self.block_ptr, self.block_terms)
+            cg_product_separable_rows(*factors, *grouping, *cg, streamed)
+        else:
+            cg_product_separable(*factors, *cg)
         return outs
 
     def __call__(self, a, b, idx_a, idx_b, seg=None, n_rows=None) -> _Equi:

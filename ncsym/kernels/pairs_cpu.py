@@ -180,6 +180,16 @@ def cg_product_segments(
 
 
 @numba.njit(cache=True)
+def _separable_scratch(pairs, terms, out_row):  # pragma: no cover - compiled
+    """Floats of the ``T`` scratch of the separable kernels: the largest ``(2 lam + 1) padded(P1)``."""
+    max_t = 1
+    for t in range(pairs.shape[0]):
+        for k in range(pairs[t, 6], pairs[t, 7]):
+            max_t = max(max_t, (out_row[terms[k, 1]] // terms[k, 3]) * padded(pairs[t, 2]))
+    return max_t
+
+
+@numba.njit(cache=True)
 def _term_rows(
     tmp_at, pa8, a_at, pa, y_at, e0, e1, m1_at, m2_at, mu_at, coef_at, cg_m1, cg_m2, cg_mu, cg_coef, out_at,
     stride, n_mu, rad_at, pb,
@@ -280,13 +290,7 @@ def cg_product_separable(
         As in :func:`cg_product_segments`.
     """
     n_out = idx_a.shape[0]
-    n_pairs = pairs.shape[0]
-    max_t = 1
-    for t in range(n_pairs):
-        for k in range(pairs[t, 6], pairs[t, 7]):
-            size = (out_row[terms[k, 1]] // terms[k, 3]) * padded(pairs[t, 2])
-            if size > max_t:
-                max_t = size
+    max_t = _separable_scratch(pairs, terms, out_row)
     n_chunks = (n_out + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
         _separable_chunk(
@@ -371,13 +375,7 @@ def cg_product_separable_rows(
         Write the output with non-temporal stores.
     """
     n_out = idx_a.shape[0]
-    n_pairs = pairs.shape[0]
-    max_t = 1
-    for t in range(n_pairs):
-        for k in range(pairs[t, 6], pairs[t, 7]):
-            size = (out_row[terms[k, 1]] // terms[k, 3]) * padded(pairs[t, 2])
-            if size > max_t:
-                max_t = size
+    max_t = _separable_scratch(pairs, terms, out_row)
     n_chunks = (n_out + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
         _separable_rows_chunk(
