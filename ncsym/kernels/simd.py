@@ -13,9 +13,10 @@ Non-temporal stores are weakly ordered: a kernel calls :func:`store_fence` after
 streaming copy of a parallel task, before other threads may read the output.
 
 Short rows.  Rows of ``n_radial`` (often 7) floats are too short for LLVM's loop vectoriser,
-which leaves a scalar remainder of up to 7 iterations.  :func:`scale_to` and :func:`axpy_to` work
-on 8 floats at a time with a masked last vector (``llvm.masked.load`` / ``store``: one AVX-512
-instruction, two AVX ones, scalar code elsewhere), so a 7-float row is one vector operation.
+which leaves a scalar remainder of up to 7 iterations.  :func:`scale_to`, :func:`axpy_padded`,
+:func:`accumulate_cg8` and :func:`outer_rows8` work on 8 floats at a time with a masked last
+vector (``llvm.masked.load`` / ``store``: one AVX-512 instruction, two AVX ones, scalar code
+elsewhere), so a 7-float row is one vector operation.
 Each lane computes exactly the scalar expression (``x * s`` rounded, then ``d + ...`` rounded;
 no fused multiply-add), so results are bit-identical to the scalar loops.
 
@@ -40,7 +41,6 @@ __all__ = [
     "copy_to_address",
     "store_fence",
     "scale_to",
-    "axpy_to",
     "axpy_padded",
     "accumulate_cg8",
     "outer_rows8",
@@ -115,21 +115,6 @@ def _scale8(typingctx, dst, src, x, n):  # pragma: no cover - compiled
         mask = _lane_mask(builder, n)
         value = builder.fmul(_masked_load(builder, src, mask), _splat(builder, x, _vector_type()))
         _masked_store(builder, value, dst, mask)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def _axpy8(typingctx, dst, src, x, n):  # pragma: no cover - compiled
-    """``dst[i] = dst[i] + x * src[i]`` for ``i < min(n, 8)``."""
-    sig = types.void(types.int64, types.int64, types.float64, types.int64)
-
-    def codegen(context, builder, signature, args):
-        dst, src, x, n = args
-        mask = _lane_mask(builder, n)
-        product = builder.fmul(_masked_load(builder, src, mask), _splat(builder, x, _vector_type()))
-        _masked_store(builder, builder.fadd(_masked_load(builder, dst, mask), product), dst, mask)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -268,13 +253,6 @@ def scale_to(dst, src, x, n):  # pragma: no cover - compiled
     """``dst[i] = x * src[i]`` for ``i < n``: float64 rows at addresses ``dst`` and ``src``."""
     for i in range(0, n, _LANES):
         _scale8(dst + 8 * i, src + 8 * i, x, n - i)
-
-
-@numba.njit(cache=True, inline="always")
-def axpy_to(dst, src, x, n):  # pragma: no cover - compiled
-    """``dst[i] += x * src[i]`` for ``i < n``: float64 rows at addresses ``dst`` and ``src``."""
-    for i in range(0, n, _LANES):
-        _axpy8(dst + 8 * i, src + 8 * i, x, n - i)
 
 
 @intrinsic
