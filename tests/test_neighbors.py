@@ -121,6 +121,38 @@ def test_pair_symmetry():
     assert forward == backward
 
 
+def test_pair_exactly_at_the_cutoff_is_listed_in_both_directions_or_neither():
+    # found by Hypothesis: the image of atom 1 seen from atom 0 lies exactly at the cutoff
+    # (the b axis is 3.5 A long); the wrapped-position distances of the two directions round
+    # differently, and (1, 0, (0, -1, 0)) used to be listed without (0, 1, (0, 1, 0))
+    atoms = ase.Atoms(
+        numbers=[1, 1],
+        positions=[[0.0, 0.0, 0.0], [-2.0, -2.0762674054048915, 0.0]],
+        cell=[[4.0, 0.6525348108097835, 0.0], [0.0, 3.5, 0.0], [0.0, 0.0, 5.0]],
+        pbc=True,
+    )
+    for cutoff in (3.5, np.nextafter(3.5, 4.0), np.nextafter(3.5, 0.0)):
+        nl = neighbor_list(atoms, cutoff)
+        forward = set(_as_tuples(nl.first_atom, nl.second_atom, nl.cell_shift))
+        backward = set(_as_tuples(nl.second_atom, nl.first_atom, -nl.cell_shift))
+        assert forward == backward
+        assert np.all(np.linalg.norm(nl.vectors, axis=1) < cutoff)
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    atoms=nst.periodic_cells(max_atoms=4, min_length=2.5, max_length=5.0, max_skew=0.4),
+    data=st.data(),
+)
+def test_pairs_at_a_cell_length_cutoff_are_symmetric(atoms, data):
+    # cutoffs equal to a lattice vector's length put images exactly at the cutoff
+    lengths = np.linalg.norm(atoms.cell.array, axis=1)
+    cutoff = float(data.draw(st.sampled_from(sorted(set(lengths.tolist())))))
+    nl = neighbor_list(atoms, cutoff)
+    forward = set(_as_tuples(nl.first_atom, nl.second_atom, nl.cell_shift))
+    assert forward == set(_as_tuples(nl.second_atom, nl.first_atom, -nl.cell_shift))
+
+
 @settings(deadline=None, max_examples=20)
 @given(
     atoms=nst.periodic_cells(max_atoms=5, min_length=2.5, max_length=5.0, max_skew=0.4),

@@ -72,6 +72,11 @@ def box_geometry(boxes):  # pragma: no cover - compiled
     return volume, lengths, planes, inverse
 
 
+#: Relative band around ``cutoff**2`` in which the wrapped-position distance only preselects and
+#: the pair vector ``r_j - r_i + shift @ cell`` decides (far wider than the round-off of either).
+BORDERLINE = 1e-8
+
+
 @numba.njit(cache=True)
 def _scan_atom(  # pragma: no cover - compiled
     i, frame, positions, wrapped, boxes, cells, transforms, periodic, n_bins, n_search, bin_first,
@@ -82,10 +87,16 @@ def _scan_atom(  # pragma: no cover - compiled
 
     Candidates are tested on the wrapped positions (``wrapped[j] - wrapped[i]`` plus the
     image translation of the visited bin, computed once per bin); the vectors of accepted
-    pairs are computed from the original positions, ``r_j - r_i + shift @ cell``.
+    pairs are computed from the original positions, ``r_j - r_i + shift @ cell``, which is
+    exactly antisymmetric under exchange.  Candidates within a relative :data:`BORDERLINE` of
+    the cutoff are decided on that vector, so ``(i, j, S)`` is listed if and only if
+    ``(j, i, -S)`` is, even for a pair exactly at the cutoff.
     Returns the number of pairs found (self pair included when requested).
     """
     count = 0
+    # candidates this close to the cutoff are decided on the exact pair vector (see below)
+    cutoff2_low = cutoff2 * (1.0 - BORDERLINE)
+    cutoff2_high = cutoff2 * (1.0 + BORDERLINE)
     if self_pairs:
         if fill:
             out_second[start] = i
@@ -138,7 +149,8 @@ def _scan_atom(  # pragma: no cover - compiled
                     dx = wrapped[j, 0] + tx
                     dy = wrapped[j, 1] + ty
                     dz = wrapped[j, 2] + tz
-                    if dx * dx + dy * dy + dz * dz >= cutoff2:
+                    d2 = dx * dx + dy * dy + dz * dz
+                    if d2 >= cutoff2_high:
                         continue
                     # shift in the binning (reduced) basis
                     r0 = sa + wrap_offsets[i, 0] - wrap_offsets[j, 0]
@@ -146,7 +158,11 @@ def _scan_atom(  # pragma: no cover - compiled
                     r2 = sc + wrap_offsets[i, 2] - wrap_offsets[j, 2]
                     if j == i and r0 == 0 and r1 == 0 and r2 == 0:
                         continue
-                    if fill:
+                    borderline = d2 > cutoff2_low
+                    if fill or borderline:
+                        # r_j - r_i + shift @ cell from the original positions: exactly the
+                        # negative of the vector of (j, i, -shift), so both directions of a
+                        # pair at the cutoff get the same decision
                         vx = positions[j, 0] - positions[i, 0]
                         vy = positions[j, 1] - positions[i, 1]
                         vz = positions[j, 2] - positions[i, 2]
@@ -161,6 +177,9 @@ def _scan_atom(  # pragma: no cover - compiled
                             vx += s0 * cells[frame, 0, 0] + s1 * cells[frame, 1, 0] + s2 * cells[frame, 2, 0]
                             vy += s0 * cells[frame, 0, 1] + s1 * cells[frame, 1, 1] + s2 * cells[frame, 2, 1]
                             vz += s0 * cells[frame, 0, 2] + s1 * cells[frame, 1, 2] + s2 * cells[frame, 2, 2]
+                        if borderline and vx * vx + vy * vy + vz * vz >= cutoff2:
+                            continue
+                    if fill:
                         p = start + count
                         out_second[p] = j
                         out_shift[p, 0] = s0

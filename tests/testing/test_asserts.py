@@ -632,3 +632,33 @@ def test_three_centre_exchange_sign_is_checked(frame):
 def test_three_centre_shifts_of_the_third_atom_are_checked():
     with pytest.raises(EquivarianceError, match="periodic check failed"):
         assert_periodic_invariant(lambda f: three_centre(f, shift_k=False), crystal(), seed=1)
+
+
+def test_pairs_exactly_at_the_cutoff_may_appear_with_zero_features():
+    """Found by Hypothesis: one H in a cell whose b axis equals the pair cutoff.  After the
+    rotation the image at the cutoff enters the pair list by round-off, with zero features
+    (smooth cutoff); the check accepts that, and still refuses extra samples that carry values."""
+    from ncsym.pairs import PairCorrelations, symmetrise_pairs
+
+    frame = ase.Atoms("H", positions=[[0.0, 0.0, 0.0]], cell=[4.0, 3.5, 4.0], pbc=True)
+    rotation = np.array([[0.28, -0.96, 0.0], [0.96, 0.28, 0.0], [0.0, 0.0, 1.0]])
+    calc = PairCorrelations(cutoff=3.5, cutoff_width=1.0, density_width=0.5, max_radial=1, max_angular=0)
+    result = assert_rotation_equivariant(lambda f: symmetrise_pairs(calc.compute(f)), frame, rotation)
+    assert result.max_error <= 1e-12
+
+    reference = {tuple(row) for b in calc.compute(frame).blocks for row in np.asarray(b.samples.values)}
+
+    def extra_values(f):
+        # the pairs that the rotation brings in carry values: no longer acceptable
+        out = calc.compute(f)
+        blocks = []
+        for b in out.blocks:
+            new = np.array([tuple(row) not in reference for row in np.asarray(b.samples.values)], dtype=bool)
+            values = b.values.copy()
+            values[new] = 1.0
+            blocks.append(type(b)(values, b.samples, b.properties))
+        return BlockMap(out.keys, blocks)
+
+    with pytest.raises(EquivarianceError, match="no counterpart in the reference"):
+        assert_rotation_equivariant(extra_values, frame, rotation)
+
