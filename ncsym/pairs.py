@@ -533,14 +533,16 @@ class _SeparablePairs:
     other products, computed when first needed.
     """
 
-    def __init__(self, y: np.ndarray, radial: np.ndarray) -> None:
+    def __init__(self, y: np.ndarray, radial: np.ndarray, values: Callable[[], np.ndarray] | None = None) -> None:
         self.y = y  # (n_pairs, (lmax + 1)**2), weight included
         self.radial = radial  # (n_pairs, lmax + 1, n_radial)
+        self._values = values  # the (n_pairs, n_lm, n_radial) values when someone holds them
 
     @cached_property
     def flat(self) -> np.ndarray:
         """``(n_pairs, width)``: ``_g(values).flat()``, the blocks ``l = 0 .. lmax`` side by side."""
-        return _pair_values(self.y, self.radial).reshape(self.y.shape[0], -1)
+        values = self._values() if self._values is not None else _pair_values(self.y, self.radial)
+        return values.reshape(self.y.shape[0], -1)
 
 
 def _pair_values(y: np.ndarray, radial: np.ndarray) -> np.ndarray:
@@ -576,7 +578,8 @@ class _Pairs:
 
     @cached_property
     def separable(self) -> _SeparablePairs:
-        return _SeparablePairs(self.y, self.radial)
+        # its flat layout is a view of :attr:`values` (formed once)
+        return _SeparablePairs(self.y, self.radial, lambda: self.values)
 
     @property
     def is_self(self) -> np.ndarray:
@@ -1295,13 +1298,13 @@ class MessagePassingFeatures(_Base):
             ("neighbor_3_type", "n_3"),
             ("l_3a", "l_3b", "neighbor_3a_type", "n_3a", "neighbor_3b_type", "n_3b"),
         )
-        g = _g(pairs.values, "n_2")
+        g_meta = _g_meta(self.max_angular, pairs.radial.shape[2], "n_2")
         plan = self._cached(
             "plans",
             species,
             lambda: _MessagePlan(
                 rho_i.meta,
-                g.meta,
+                g_meta,
                 rho_j.meta,
                 species,
                 max_lambda=self.max_lambda,
@@ -1486,8 +1489,8 @@ class ThreeCentreFeatures(_Base):
         pairs = _pair_list(pair, dense)
         keep = np.nonzero(~pairs.is_self)[0]
         rho1 = _rho1(dense, species)
-        g = _g(pairs.values, "n_2")
-        first, second = self._cached("plans", species, lambda: self._plans(rho1.meta, g.meta))
+        g_meta = _g_meta(self.max_angular, pairs.radial.shape[2], "n_2")
+        first, second = self._cached("plans", species, lambda: self._plans(rho1.meta, g_meta))
         n_centers = rho1.n_rows
         # pair rows of every centre (pairs are sorted by centre row within a system)
         order = keep[np.argsort(pairs.ci[keep], kind="stable")]
@@ -1535,7 +1538,7 @@ class ThreeCentreFeatures(_Base):
         def intermediate(prs):
             if first is None:
                 cols = [
-                    flat_g[prs][:, o : o + s * w] for k, (o, s, w) in _layout(g.meta).items() if k in x_keys
+                    flat_g[prs][:, o : o + s * w] for k, (o, s, w) in _layout(g_meta).items() if k in x_keys
                 ]
                 return np.ascontiguousarray(np.concatenate(cols, axis=1))
             return first(flat_rho, g_sep, pairs.ci[prs], prs).flat()

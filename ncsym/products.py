@@ -467,6 +467,8 @@ def run_plan_blocks(
     unstrided = plan.rows.copy()
     unstrided[:, 1] = 0
     check_plan_bounds(dataclasses.replace(plan, rows=unstrided), a.shape[0], b.shape[0], per_sample, idx_a, idx_b)
+    if out.dtype != np.float64 or out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("`out` must be a writeable, C-contiguous 1-D float64 array (written by address)")
     last = out_base + (int(sample0) + n) * block_size
     if sample0 < 0 or out_base.min() < 0 or last.max() > out.shape[0]:
         raise ValueError(f"blocks reach entry {int(last.max())} of an output of size {out.shape[0]}")

@@ -309,6 +309,8 @@ def test_run_plan_blocks_rejects_bad_layouts():
         run_plan_blocks(plan, a, a, idx, idx, start, size, np.array([0, 2]), 1, out)
     with pytest.raises(ValueError, match="reads beyond"):
         run_plan_blocks(plan, a, a, idx + 1, idx, start, size, np.array([0, 2]), 0, out)
+    with pytest.raises(ValueError, match="C-contiguous 1-D float64"):
+        run_plan_blocks(plan, a, a, idx, idx, start, size, np.array([0, 2]), 0, np.full(24, np.nan)[::2])
 
 
 def test_skip_redundant_false_keeps_every_ordering(rng):

@@ -49,7 +49,9 @@ from .coupling import couple_blocks, decouple_blocks
 __all__ = ["HamiltonianModel"]
 
 _FEATURE_KEY_NAMES = ("block_type", "first_atom_type", "second_atom_type", "o3_lambda", "o3_sigma")
-_MODEL_FORMAT_VERSION = 1
+#: 2: exact kernel weights over the symmetric tensor power of the invariants (version 1 used
+#: the plain power, the same layout for zeta <= 2)
+_MODEL_FORMAT_VERSION = 2
 _MODEL_ARRAYS = ("scale", "weights", "intercept", "alpha", "cv_rmse")
 _KERNEL_ARRAYS = (
     "scale0",
@@ -709,8 +711,14 @@ class HamiltonianModel:
                 arrays = {k: np.array(data[k]) for k in data.files if k != "meta"}
         except Exception as exc:
             raise ValueError(f"`path` {os.fspath(path)!r} is not a saved HamiltonianModel: {exc}") from None
-        if meta.get("format_version") != _MODEL_FORMAT_VERSION:
-            raise ValueError(f"unsupported model format version {meta.get('format_version')}")
+        version = meta.get("format_version")
+        if version not in (1, _MODEL_FORMAT_VERSION):
+            raise ValueError(f"unsupported model format version {version}")
+        if version == 1 and meta.get("zeta", 2) >= 3 and meta.get("n_active", 300) is None and meta.get("kernel"):
+            raise ValueError(
+                "this exact zeta >= 3 kernel model was saved by an older ncsym whose weights have "
+                "another layout: fit it again"
+            )
         orbitals = {int(z): [tuple(s) for s in sh] for z, sh in meta["orbitals"].items()}
         model = cls(
             basis=meta["basis"],

@@ -88,6 +88,33 @@ def test_translation_invariance(model, water):
     assert np.abs(f1 - f0).max() <= EQUIVARIANCE_TOL * np.abs(f0).max()
 
 
+def _with_meta(src, dst, **changes):
+    import json
+
+    with np.load(src) as data:
+        arrays = {k: np.array(data[k]) for k in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(changes)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(dst, **arrays)
+
+
+def test_version_1_files_load_unless_their_kernel_weights_changed_layout(water, tmp_path):
+    # format 1 stored exact kernel weights over the plain tensor power of the invariants: the
+    # same layout as now for zeta <= 2, another one for zeta >= 3
+    m = HamiltonianModel(
+        orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False, kernel=True, zeta=2,
+        n_active=None, kernel_components=3,
+    ).fit(water.frames[:10], water.fock[:10])
+    m.save(tmp_path / "m.npz")
+    _with_meta(tmp_path / "m.npz", tmp_path / "v1.npz", format_version=1)
+    old = HamiltonianModel.load(tmp_path / "v1.npz")
+    np.testing.assert_array_equal(old.predict(water.frames[40:41])[0], m.predict(water.frames[40:41])[0])
+    _with_meta(tmp_path / "m.npz", tmp_path / "v1z3.npz", format_version=1, zeta=3)
+    with pytest.raises(ValueError, match="older ncsym"):
+        HamiltonianModel.load(tmp_path / "v1z3.npz")
+
+
 def test_save_load_round_trip(model, water, tmp_path):
     path = tmp_path / "model.npz"
     model.save(path)
