@@ -84,6 +84,19 @@ VARIANTS = {
             cv_groups="structure",
         ),
     ),
+    # the same with rho_i^(2) contracted to 40 components (ethanol 150: 18.7 GB peak)
+    "nu=2/2 (PCA 40) + j, minao, kernel select": (
+        dict(nu_pair=2, inner_contraction=40, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
+        dict(
+            low_memory=True,
+            basis="def2-svp",
+            baseline="minao",
+            kernel="select",
+            n_active=None,
+            kernel_components=48,
+            cv_groups="structure",
+        ),
+    ),
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:4]
 
