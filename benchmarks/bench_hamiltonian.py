@@ -35,6 +35,17 @@ import numpy as np
 from ncsym.hamiltonian import load_dataset, load_water_dataset, metrics
 from ncsym.hamiltonian.model import DEFAULT_FEATURES, HamiltonianModel
 
+#: HamiltonianModel options of the kernel-select variants
+KERNEL_SELECT = dict(
+    low_memory=True,
+    basis="def2-svp",
+    baseline="minao",
+    kernel="select",
+    n_active=None,
+    kernel_components=48,
+    cv_groups="structure",
+)
+
 #: name -> (feature hyperparameters over DEFAULT_FEATURES, HamiltonianModel options)
 VARIANTS = {
     "nu=1 on-site, nu=1 pair": (dict(nu_onsite=1, nu_pair=1), {}),
@@ -74,28 +85,12 @@ VARIANTS = {
     # prefers per target
     "nu=2/2 (PCA 32) + j, minao, kernel select": (
         dict(nu_pair=2, inner_contraction=32, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
-        dict(
-            low_memory=True,
-            basis="def2-svp",
-            baseline="minao",
-            kernel="select",
-            n_active=None,
-            kernel_components=48,
-            cv_groups="structure",
-        ),
+        KERNEL_SELECT,
     ),
     # the same with rho_i^(2) contracted to 40 components (ethanol 150: 18.7 GB peak)
     "nu=2/2 (PCA 40) + j, minao, kernel select": (
         dict(nu_pair=2, inner_contraction=40, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
-        dict(
-            low_memory=True,
-            basis="def2-svp",
-            baseline="minao",
-            kernel="select",
-            n_active=None,
-            kernel_components=48,
-            cv_groups="structure",
-        ),
+        KERNEL_SELECT,
     ),
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:4]
