@@ -92,6 +92,11 @@ VARIANTS = {
         dict(nu_pair=2, inner_contraction=40, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
         KERNEL_SELECT,
     ),
+    # both models mixed per target with the LOO-optimal weight
+    "nu=2/2 (PCA 40) + j, minao, kernel blend": (
+        dict(nu_pair=2, inner_contraction=40, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
+        dict(KERNEL_SELECT, kernel="blend"),
+    ),
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:4]
 

@@ -36,12 +36,16 @@ class RidgeFit:
         Chosen absolute regularisation per target.
     cv_rmse : ndarray, shape (n_targets,)
         Cross-validated RMSE at the chosen alpha (NaN when no CV was possible).
+    cv_residuals : ndarray, shape (n_rows, n_targets), or None
+        Grouped leave-one-out residuals at the chosen alpha (``residuals=True`` with
+        ``cv="loo"``), else None.
     """
 
     weights: np.ndarray
     intercept: np.ndarray
     alpha: np.ndarray
     cv_rmse: np.ndarray
+    cv_residuals: np.ndarray | None = None
 
 
 class _Decomposition:
@@ -84,34 +88,60 @@ class _Decomposition:
         return self.v @ (self.vxty[:, cols] / (self.e + alpha)[:, None])
 
 
-def _loo_errors(dec: _Decomposition, y: np.ndarray, groups: np.ndarray, abs_alphas) -> np.ndarray:
-    """Sum of squared grouped leave-one-out residuals, shape (n_alphas, n_targets)."""
+def _group_batches(groups: np.ndarray) -> list:
+    """``(size, rows)`` per group size: ``rows`` lists the rows of every group of that size,
+    group after group (the usual case is one batch: every sample has 2 lambda + 1 rows)."""
     order = np.argsort(groups, kind="stable")
     _, sizes = np.unique(groups[order], return_counts=True)
-    errors = np.zeros((len(abs_alphas), y.shape[1]))
-    # batch groups of equal size (the usual case: every sample has 2 lambda + 1 rows)
     batches = []
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     for size in np.unique(sizes):
         rows = np.concatenate([order[s : s + size] for s in starts[sizes == size]])
         batches.append((size, rows))
+    return batches
+
+
+def _loo_batch(dec: _Decomposition, alpha: float, resid: np.ndarray, size: int, rows: np.ndarray) -> np.ndarray:
+    """Left-out residuals ``(I - H_gg)^-1 r_g`` of the groups in ``rows``, shape (len(rows), n_targets)."""
+    d = 1.0 / (dec.e + alpha)
+    a = dec.a[rows].reshape(-1, size, dec.a.shape[1])
+    m = np.eye(size) - np.matmul(a * d, a.transpose(0, 2, 1))
+    r = resid[rows].reshape(-1, size, resid.shape[1])
+    with np.errstate(all="ignore"):
+        return np.linalg.solve(m, r).reshape(len(rows), resid.shape[1])
+
+
+def _loo_errors(dec: _Decomposition, y: np.ndarray, groups: np.ndarray, abs_alphas) -> np.ndarray:
+    """Sum of squared grouped leave-one-out residuals, shape (n_alphas, n_targets)."""
+    errors = np.zeros((len(abs_alphas), y.shape[1]))
+    batches = _group_batches(groups)
     for ia, alpha in enumerate(abs_alphas):
-        d = 1.0 / (dec.e + alpha)
         resid = y - dec.fitted(alpha)
         for size, rows in batches:
-            a = dec.a[rows].reshape(-1, size, dec.a.shape[1])
-            h = np.matmul(a * d, a.transpose(0, 2, 1))
-            m = np.eye(size) - h
-            r = resid[rows].reshape(-1, size, y.shape[1])
-            with np.errstate(all="ignore"):
-                try:
-                    loo = np.linalg.solve(m, r)
-                except np.linalg.LinAlgError:
-                    errors[ia] = np.inf
-                    break
-            err = (loo**2).sum(axis=(0, 1))
+            try:
+                loo = _loo_batch(dec, alpha, resid, size, rows)
+            except np.linalg.LinAlgError:
+                errors[ia] = np.inf
+                break
+            err = (loo**2).sum(axis=0)
             errors[ia] += np.where(np.isfinite(err), err, np.inf)
     return errors
+
+
+def _loo_residuals(dec: _Decomposition, y: np.ndarray, groups: np.ndarray, abs_alphas, best) -> np.ndarray:
+    """Grouped leave-one-out residuals of each target at its alpha ``abs_alphas[best]``,
+    shape (n_rows, n_targets) (NaN where the left-out system is singular)."""
+    out = np.full(y.shape, np.nan)
+    batches = _group_batches(groups)
+    for ia in np.unique(best):
+        cols = np.flatnonzero(best == ia)
+        resid = y[:, cols] - dec.fitted(abs_alphas[ia])[:, cols]
+        for size, rows in batches:
+            try:
+                out[np.ix_(rows, cols)] = _loo_batch(dec, abs_alphas[ia], resid, size, rows)
+            except np.linalg.LinAlgError:
+                pass
+    return out
 
 
 def fit_ridge_cv(
@@ -123,6 +153,7 @@ def fit_ridge_cv(
     cv: str | int = "loo",
     intercept: bool = False,
     seed: int = 0,
+    residuals: bool = False,
 ) -> RidgeFit:
     """Ridge regression ``y ~ x w (+ b)`` with ``alpha`` chosen per target by grouped CV.
 
@@ -142,6 +173,9 @@ def fit_ridge_cv(
         all rows, a negligible leak).
     seed : int
         Seed of the K-fold assignment.
+    residuals : bool
+        Also return the grouped leave-one-out residuals at the chosen alphas
+        (``cv_residuals``; ``cv="loo"`` only).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -180,7 +214,15 @@ def fit_ridge_cv(
         cols = best == ia
         weights[:, cols] = dec.weights(abs_alphas[ia], cols)
     b0 = y_mean - x_mean @ weights if intercept else np.zeros(n_targets)
-    return RidgeFit(weights=weights, intercept=b0, alpha=abs_alphas[best], cv_rmse=cv_rmse)
+    res = _residuals_if(residuals, errors, cv, dec, y, groups, abs_alphas, best)
+    return RidgeFit(weights=weights, intercept=b0, alpha=abs_alphas[best], cv_rmse=cv_rmse, cv_residuals=res)
+
+
+def _residuals_if(wanted, errors, cv, dec, y, groups, abs_alphas, best):
+    """LOO residuals at the chosen alphas when ``wanted`` and leave-one-out was run, else None."""
+    if not wanted or errors is None or cv != "loo":
+        return None
+    return _loo_residuals(dec, y, groups, abs_alphas, best)
 
 
 def _cv_errors(dec, y, groups, abs_alphas, cv, seed, fold_predictions):
@@ -230,6 +272,7 @@ def fit_kernel_ridge_cv(
     cv: str | int = "loo",
     intercept: bool = False,
     seed: int = 0,
+    residuals: bool = False,
 ) -> RidgeFit:
     """Kernel ridge regression ``y ~ K c (+ b)`` with ``alpha`` chosen per target by grouped CV.
 
@@ -243,7 +286,7 @@ def fit_kernel_ridge_cv(
         Symmetric positive semi-definite kernel matrix of the training rows.
     y : ndarray, shape (n_rows, n_targets)
     groups : ndarray of int, shape (n_rows,)
-    alphas, cv, seed
+    alphas, cv, seed, residuals
         As in :func:`fit_ridge_cv`.
     intercept : bool
         Fit the targets' mean as the intercept (the kernel then models the centred targets).
@@ -288,4 +331,5 @@ def fit_kernel_ridge_cv(
     for ia in np.unique(best):
         cols = best == ia
         coef[:, cols] = dec.dual_coefficients(abs_alphas[ia], cols)
-    return RidgeFit(weights=coef, intercept=y_mean, alpha=abs_alphas[best], cv_rmse=cv_rmse)
+    res = _residuals_if(residuals, errors, cv, dec, y, groups, abs_alphas, best)
+    return RidgeFit(weights=coef, intercept=y_mean, alpha=abs_alphas[best], cv_rmse=cv_rmse, cv_residuals=res)

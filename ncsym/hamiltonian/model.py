@@ -63,6 +63,7 @@ _KERNEL_ARRAYS = (
     "kernel_weights",
     "linear_weights",
     "uses_kernel",
+    "kernel_share",
 )
 
 #: Smallest per-property scale relative to the largest one of the same feature block.
@@ -83,7 +84,8 @@ SCALE_FLOOR = 1e-3
 #: ``F - F0`` on PySCF's minao guess Fock matrix (``baseline="minao"``): 78.6 uHa at PCA 32 + j,
 #: 71.7 uHa at PCA 48 + j (fit 15 min, 18 GB peak); with ``kernel="select", n_active=None,
 #: kernel_components=48, cv_groups="structure"`` at PCA 32 + j + minao 64.8 uHa (fit 27 min,
-#: 16.5 GB peak), at PCA 40 63.2 uHa (fit 26 min, 18.7 GB peak) (benchmarks/bench_hamiltonian.py).
+#: 16.5 GB peak), at PCA 40 63.2 uHa (fit 26 min, 18.7 GB peak), and ``kernel="blend"`` at PCA 40
+#: 61.0 uHa (fit 28 min, 18.5 GB peak) (benchmarks/bench_hamiltonian.py).
 #: Not better at PCA 32 + j + minao, linear, 50 structures (146 uHa): the coupled blocks of F0
 #: as extra equivariant features (146), density_width 0.5 (153), max_radial 6 (156).
 DEFAULT_FEATURES = dict(
@@ -165,6 +167,21 @@ def _invariants(feats: BlockMap, fkey: tuple, samples: np.ndarray) -> np.ndarray
     return block.values[np.array(rows, dtype=np.int64)]
 
 
+def _blend_shares(r_kernel, r_linear, share, cv_rmse):
+    """Kernel share ``w`` in [0, 1] per target minimising ``|w r_kernel + (1 - w) r_linear|^2``
+    over the leave-one-out residuals ``(n_rows, n_targets)``, and the blend's CV RMSE.
+
+    Targets with non-finite residuals keep ``share`` and ``cv_rmse`` (the select rule)."""
+    diff = r_linear - r_kernel
+    den = (diff**2).sum(axis=0)
+    with np.errstate(all="ignore"):
+        w = np.clip((r_linear * diff).sum(axis=0) / den, 0.0, 1.0)
+    w = np.where(den > 0, w, share)
+    mixed = np.sqrt(((w * r_kernel + (1.0 - w) * r_linear) ** 2).mean(axis=0))
+    ok = np.isfinite(r_kernel).all(axis=0) & np.isfinite(r_linear).all(axis=0) & np.isfinite(w)
+    return np.where(ok, w, share), np.where(ok, mixed, cv_rmse)
+
+
 def _project_invariants(u: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """Invariant rows of :func:`invariant_rows` with the unit part projected on ``axes``
     (the constant column kept): ``k0 = (u_A . u_B)`` then uses the leading components only."""
@@ -212,7 +229,7 @@ class HamiltonianModel:
         grouped leave-one-out (default) or grouped K-fold.
     chunk_size : int
         Structures per feature computation (bounds the memory of one call).
-    kernel : bool or "select"
+    kernel : bool, "select" or "blend"
         ``True``: use the equivariant polynomial (lambda-SOAP) kernel of
         :mod:`ncsym.hamiltonian._kernel` instead of the linear model: each feature block is
         multiplied by a polynomial of the invariant features of the same atom pair.
@@ -224,6 +241,11 @@ class HamiltonianModel:
         structures and 0.87 uHa from 250, against 5.83 and 5.24 uHa for the linear model; on
         ethanol (150 structures, nu = 2 PCA 32 pair features with the j term, minao baseline,
         ``kernel_components=48``) 64.8 against 78.6 uHa (benchmarks/bench_hamiltonian.py).
+        ``"blend"`` (``cv="loo"`` only): fit both and predict, per target, ``w kernel + (1 - w)
+        linear`` with the ``w`` in [0, 1] that minimises the sum of squares of the blended
+        leave-one-out residuals (stacking; ``w`` is 0 or 1 where one model is better on
+        every left-out group).  Ethanol (as above, PCA 40): 61.0 uHa against 63.2 for
+        ``"select"``.
     zeta : int
         Polynomial order of the kernel (``zeta = 2`` doubles the body order of the features).
     n_active : int or None
@@ -313,11 +335,13 @@ class HamiltonianModel:
         self.alphas = tuple(float(a) for a in alphas)
         self.cv = cv
         self.chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
-        if kernel not in (False, True, "select"):
-            raise ValueError(f"`kernel` must be False, True or 'select', got {kernel!r}")
-        self.kernel = kernel if kernel == "select" else bool(kernel)
+        if kernel not in (False, True, "select", "blend"):
+            raise ValueError(f"`kernel` must be False, True, 'select' or 'blend', got {kernel!r}")
+        self.kernel = kernel if kernel in ("select", "blend") else bool(kernel)
         if self.kernel == "select" and cv == 1:
             raise ValueError("`kernel='select'` chooses by cross-validation: it needs `cv` = 'loo' or K >= 2")
+        if self.kernel == "blend" and cv != "loo":
+            raise ValueError(f"`kernel='blend'` weighs leave-one-out residuals: it needs `cv='loo'`, got {cv!r}")
         self.zeta = check_int(zeta, "zeta", minimum=1, maximum=8)
         self.n_active = None if n_active is None else check_int(n_active, "n_active", minimum=1)
         self.kernel_components = (
@@ -533,7 +557,8 @@ class HamiltonianModel:
         return models
 
     def _fit_kernel(self, feats, fkey, samples, x, n_comp, y, groups, intercept, model) -> RidgeFit:
-        """Kernel (or, with ``kernel="select"``, kernel-or-linear per target) fit of one block.
+        """Kernel (or, with ``kernel="select"`` / ``"blend"``, kernel-or-linear / a CV-weighted
+        mix of both per target) fit of one block.
 
         ``x`` is the scaled design matrix ``(n_samples (2 lambda + 1), p)``; fills the kernel
         arrays of ``model`` and returns the fit whose ``weights`` apply to the kernel features.
@@ -545,6 +570,7 @@ class HamiltonianModel:
             model["kernel_axes"] = principal_axes(u[:, :-1], self.kernel_components)
             u = _project_invariants(u, model["kernel_axes"])
         xs = x.reshape(len(samples), n_comp, -1)
+        blend = self.kernel == "blend"
         if self.n_active is None:
             # exact kernel ridge, solved in the dual and stored as primal weights
             _check_kernel_memory(fkey, len(samples), n_comp, xs.shape[2], u.shape[1], self.zeta, y.shape[1])
@@ -559,7 +585,9 @@ class HamiltonianModel:
             gram = (flat @ flat.T).reshape(len(samples), n_comp, len(samples), n_comp)
             gram *= (psi @ psi.T)[:, None, :, None]
             gram = gram.reshape(n_rows, n_rows)
-            fit = fit_kernel_ridge_cv(gram, y, groups, alphas=self.alphas, cv=self.cv, intercept=intercept)
+            fit = fit_kernel_ridge_cv(
+                gram, y, groups, alphas=self.alphas, cv=self.cv, intercept=intercept, residuals=blend
+            )
             del gram
             model["kernel_weights"] = primal_weights(xs, psi, fit.weights)
             fit.weights = np.zeros((0, y.shape[1]))
@@ -568,22 +596,27 @@ class HamiltonianModel:
             active = farthest_points(u, self.n_active)
             nk = NystromKernel(xs[active], u[active], self.zeta)
             phi = nk.features(xs, u).reshape(len(samples) * n_comp, nk.width)
-            fit = fit_ridge_cv(phi, y, groups, alphas=alphas, cv=self.cv, intercept=intercept)
+            fit = fit_ridge_cv(phi, y, groups, alphas=alphas, cv=self.cv, intercept=intercept, residuals=blend)
             del phi
             model.update(kernel_x=nk.x_active, kernel_u=nk.u_active, kernel_basis=nk.basis)
-        if self.kernel != "select":
+        if self.kernel not in ("select", "blend"):
             return fit
-        lin = fit_ridge_cv(x, y, groups, alphas=self.alphas, cv=self.cv, intercept=intercept)
+        lin = fit_ridge_cv(x, y, groups, alphas=self.alphas, cv=self.cv, intercept=intercept, residuals=blend)
         # a NaN CV error (no CV possible) never wins
-        use = np.nan_to_num(fit.cv_rmse, nan=np.inf) <= np.nan_to_num(lin.cv_rmse, nan=np.inf)
-        model.update(linear_weights=np.where(use, 0.0, lin.weights), uses_kernel=use)
+        share = (np.nan_to_num(fit.cv_rmse, nan=np.inf) <= np.nan_to_num(lin.cv_rmse, nan=np.inf)) * 1.0
+        cv_rmse = np.where(share > 0, fit.cv_rmse, lin.cv_rmse)
+        if blend and fit.cv_residuals is not None and lin.cv_residuals is not None:
+            share, cv_rmse = _blend_shares(fit.cv_residuals, lin.cv_residuals, share, cv_rmse)
+        model.update(linear_weights=lin.weights * (1.0 - share), uses_kernel=share > 0)
+        if blend:
+            model["kernel_share"] = share
         if "kernel_weights" in model:
-            model["kernel_weights"][:, :, ~use] = 0.0
+            model["kernel_weights"] *= share
         return RidgeFit(
-            weights=np.where(use, fit.weights, 0.0),
-            intercept=np.where(use, fit.intercept, lin.intercept),
-            alpha=np.where(use, fit.alpha, lin.alpha),
-            cv_rmse=np.where(use, fit.cv_rmse, lin.cv_rmse),
+            weights=fit.weights * share,
+            intercept=share * fit.intercept + (1.0 - share) * lin.intercept,
+            alpha=np.where(share >= 0.5, fit.alpha, lin.alpha),
+            cv_rmse=cv_rmse,
         )
 
     # ------------------------------------------------------------------ predict

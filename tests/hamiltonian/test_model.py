@@ -21,6 +21,7 @@ KERNEL_OPTIONS = {
     "linear": {},
     "kernel": dict(kernel=True, zeta=2, n_active=15),
     "exact-select": dict(kernel="select", zeta=2, n_active=None),
+    "exact-blend": dict(kernel="blend", zeta=2, n_active=None),
     "exact-projected": dict(kernel=True, zeta=2, n_active=None, kernel_components=3),
 }
 
@@ -336,6 +337,67 @@ def test_exact_kernel_and_selection(water):
     }
     assert all(np.isfinite(e) for e in err.values())
     assert err["select"] < 2.0 * min(err["exact"], err["linear"])
+
+
+def test_blend_shares_minimise_the_blended_loo_error():
+    from ncsym.hamiltonian.model import _blend_shares
+
+    rng = np.random.default_rng(3)
+    common = rng.normal(size=(60, 1))
+    r_k = common + rng.normal(size=(60, 4))
+    r_l = common + rng.normal(size=(60, 4))
+    r_l[:, 2] = 3.0 * r_k[:, 2]  # the kernel is better on every row: w = 1
+    r_k[:, 3] = 2.0 * r_l[:, 3]  # the linear model is: w = 0
+    share0 = np.zeros(4)
+    w, rmse = _blend_shares(r_k, r_l, share0, np.full(4, np.nan))
+    grid = np.linspace(0.0, 1.0, 10001)
+    for t in range(4):
+        err = [np.sqrt(((g * r_k[:, t] + (1 - g) * r_l[:, t]) ** 2).mean()) for g in grid]
+        assert abs(w[t] - grid[int(np.argmin(err))]) <= 1e-4
+        assert rmse[t] <= min(err) * (1 + 1e-12)
+        assert rmse[t] <= min(np.sqrt((r_k[:, t] ** 2).mean()), np.sqrt((r_l[:, t] ** 2).mean()))
+    assert w[2] == 1.0 and w[3] == 0.0 and 0.0 < w[0] < 1.0
+    # non-finite residuals (a singular left-out system) keep the select rule's share
+    r_k[5, 1] = np.nan
+    w2, rmse2 = _blend_shares(r_k, r_l, np.array([0.0, 1.0, 0.0, 0.0]), np.array([0.0, 7.0, 0.0, 0.0]))
+    assert w2[1] == 1.0 and rmse2[1] == 7.0
+
+
+def test_kernel_blend(water, tmp_path):
+    """``kernel="blend"``: per target ``w kernel + (1 - w) linear`` with ``w`` from the LOO
+    residuals; its CV error is at most that of either model and it survives save/load."""
+    opts = dict(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False, n_active=None)
+    with pytest.raises(ValueError, match="kernel='blend'"):
+        HamiltonianModel(kernel="blend", cv=3, **opts)
+    blend = HamiltonianModel(kernel="blend", **opts).fit(water.frames[:12], water.fock[:12])
+    exact = HamiltonianModel(kernel=True, **opts).fit(water.frames[:12], water.fock[:12])
+    lin = HamiltonianModel(**{k: v for k, v in opts.items() if k != "n_active"}).fit(
+        water.frames[:12], water.fock[:12]
+    )
+    shares = []
+    for key, m in blend.models_.items():
+        w = m["kernel_share"]
+        shares.append(w)
+        assert np.all((w >= 0) & (w <= 1))
+        ok = np.isfinite(exact.models_[key]["cv_rmse"]) & np.isfinite(lin.models_[key]["cv_rmse"])
+        best = np.minimum(exact.models_[key]["cv_rmse"], lin.models_[key]["cv_rmse"])
+        assert np.all(m["cv_rmse"][ok] <= best[ok] * (1 + 1e-8))
+        # the stored parts are the two fits scaled by w and 1 - w
+        np.testing.assert_allclose(
+            m["kernel_weights"], exact.models_[key]["kernel_weights"] * w, rtol=1e-8, atol=1e-14
+        )
+        np.testing.assert_allclose(
+            m["linear_weights"], lin.models_[key]["weights"] * (1 - w), rtol=1e-8, atol=1e-14
+        )
+    shares = np.concatenate(shares)
+    assert np.any((shares > 0) & (shares < 1))
+    # equivariance: KERNEL_OPTIONS["exact-blend"] runs the rotation and permutation tests
+    test = water.frames[20]
+    f0 = blend.predict([test])[0]
+    blend.save(tmp_path / "blend.npz")
+    loaded = HamiltonianModel.load(tmp_path / "blend.npz")
+    assert loaded.kernel == "blend"
+    np.testing.assert_allclose(loaded.predict([test])[0], f0, rtol=0, atol=1e-12 * np.abs(f0).max())
 
 
 def test_kernel_components_project_the_invariants(water):

@@ -156,3 +156,36 @@ def test_kernel_ridge_intercept_kfold_and_errors():
     zero = fit_kernel_ridge_cv(np.zeros((4, 4)), np.ones((4, 1)), np.arange(4), intercept=True)
     np.testing.assert_array_equal(zero.weights, 0.0)
     np.testing.assert_array_equal(zero.intercept, 1.0)
+
+
+# --------------------------------------------------------------------------- LOO residuals
+
+
+def test_loo_residuals_equal_refits_without_each_group():
+    """``residuals=True`` returns, per target at its chosen alpha, the residual of each row
+    predicted by the model refitted without that row's group (primal, dual and kernel forms)."""
+    from ncsym.hamiltonian._ridge import fit_kernel_ridge_cv
+
+    rng = np.random.default_rng(11)
+    for n_rows, n_feat in [(45, 12), (30, 40)]:
+        x = rng.normal(size=(n_rows, n_feat))
+        # two targets with different noise: they pick different alphas
+        y = x @ rng.normal(size=(n_feat, 2)) + np.array([0.01, 1.0]) * rng.normal(size=(n_rows, 2))
+        groups = np.repeat(np.arange(n_rows // 3), 3)[rng.permutation(n_rows)]
+        rel = [1e-4, 1e-2, 1.0]
+        for fit in (
+            fit_ridge_cv(x, y, groups, alphas=rel, residuals=True),
+            fit_kernel_ridge_cv(x @ x.T, y, groups, alphas=np.array(rel) * n_rows / n_feat, residuals=True),
+        ):
+            assert fit.cv_residuals.shape == y.shape
+            for t in range(2):
+                ref = np.empty(n_rows)
+                for g in np.unique(groups):
+                    tr = groups != g
+                    w = np.linalg.solve(x[tr].T @ x[tr] + fit.alpha[t] * np.eye(n_feat), x[tr].T @ y[tr, t])
+                    ref[~tr] = y[~tr, t] - x[~tr] @ w
+                np.testing.assert_allclose(fit.cv_residuals[:, t], ref, rtol=1e-7, atol=1e-10)
+                np.testing.assert_allclose(np.sqrt((ref**2).mean()), fit.cv_rmse[t], rtol=1e-7)
+    # only with leave-one-out
+    assert fit_ridge_cv(x, y, groups, cv=3, residuals=True).cv_residuals is None
+    assert fit_ridge_cv(x, y, groups).cv_residuals is None
