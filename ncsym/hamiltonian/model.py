@@ -85,9 +85,12 @@ SCALE_FLOOR = 1e-3
 #: 71.7 uHa at PCA 48 + j (fit 15 min, 18 GB peak); with ``kernel="select", n_active=None,
 #: kernel_components=48, cv_groups="structure"`` at PCA 32 + j + minao 64.8 uHa (fit 27 min,
 #: 16.5 GB peak), at PCA 40 63.2 uHa (fit 26 min, 18.7 GB peak), and ``kernel="blend"`` at PCA 40
-#: 61.0 uHa (fit 28 min, 18.5 GB peak) (benchmarks/bench_hamiltonian.py).
+#: 61.0 uHa (fit 28 min, 18.5 GB peak), at PCA 48 59.9 uHa (fit 31 min, 21.4 GB peak)
+#: (benchmarks/bench_hamiltonian.py).
 #: Not better at PCA 32 + j + minao, linear, 50 structures (146 uHa): the coupled blocks of F0
-#: as extra equivariant features (146), density_width 0.5 (153), max_radial 6 (156).
+#: as extra equivariant features (146), density_width 0.5 (153), max_radial 6 (156), a radial
+#: scaling ``1 / (1 + (r / r0)**4)`` of the neighbour densities with r0 = 2 / 3 A (168 / 151),
+#: the j term scaled by 2 / 0.5 against the i term (145 / 148).
 DEFAULT_FEATURES = dict(
     cutoff=3.0,
     pair_cutoff=5.0,
