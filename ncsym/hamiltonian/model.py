@@ -85,8 +85,8 @@ SCALE_FLOOR = 1e-3
 #: 71.7 uHa at PCA 48 + j (fit 15 min, 18 GB peak); with ``kernel="select", n_active=None,
 #: kernel_components=48, cv_groups="structure"`` at PCA 32 + j + minao 64.8 uHa (fit 27 min,
 #: 16.5 GB peak), at PCA 40 63.2 uHa (fit 26 min, 18.7 GB peak), and ``kernel="blend"`` at PCA 40
-#: 61.0 uHa (fit 28 min, 18.5 GB peak), at PCA 48 59.9 uHa (fit 31 min, 21.4 GB peak)
-#: (benchmarks/bench_hamiltonian.py).
+#: 61.0 uHa (fit 28 min, 18.5 GB peak), at PCA 48 59.9 uHa (fit 31 min, 21.4 GB peak; 132 /
+#: 79.3 uHa at 50 / 100 structures) (benchmarks/bench_hamiltonian.py).
 #: Not better at PCA 32 + j + minao, linear, 50 structures (146 uHa): the coupled blocks of F0
 #: as extra equivariant features (146), density_width 0.5 (153), max_radial 6 (156), a radial
 #: scaling ``1 / (1 + (r / r0)**4)`` of the neighbour densities with r0 = 2 / 3 A (168 / 151),
@@ -168,6 +168,15 @@ def _invariants(feats: BlockMap, fkey: tuple, samples: np.ndarray) -> np.ndarray
     if any(r is None for r in rows):
         raise ValueError(f"invariant features are missing samples of block {fkey}")
     return block.values[np.array(rows, dtype=np.int64)]
+
+
+def _release(feats: BlockMap, fkey: tuple) -> None:
+    """Replace the block ``fkey`` of ``feats`` by an empty one (same properties), so that its
+    values are freed once the caller's copy is made (peak memory of the block fits)."""
+    i = feats.find(**dict(zip(_FEATURE_KEY_NAMES, fkey, strict=True)))[0]
+    b = feats.blocks[i]
+    empty = Labels(b.samples.names, np.zeros((0, len(b.samples.names)), dtype=np.int64))
+    feats.blocks[i] = Block(np.empty((0,) + b.values.shape[1:]), empty, b.properties)
 
 
 def _blend_shares(r_kernel, r_linear, share, cv_rmse):
@@ -508,6 +517,8 @@ class HamiltonianModel:
         return groups
 
     def _fit_blocks(self, feats: BlockMap, targets: BlockMap, family: tuple | None = None) -> dict:
+        """Fit the models of the target blocks (of ``family``) on ``feats``, which it consumes:
+        every feature block but the invariant ones is emptied once its design matrix is copied."""
         from tqdm.auto import tqdm
 
         groups = self._group_targets(targets)
@@ -538,9 +549,16 @@ class HamiltonianModel:
                 continue
             rows_t = np.array(rows_t)
             rows_f = np.array(rows_f)
-            x = fblock.values[rows_f]
+            x = fblock.values[rows_f]  # a copy (fancy indexing)
+            fsamples = fsamples[rows_f]
+            if (fkey[3], fkey[4]) != (0, 1):
+                # only the invariant (lambda = 0, sigma = +1) blocks are read again (by the
+                # kernels of the other blocks): free the rest before the solver's arrays exist
+                _release(feats, fkey)
+            del fblock
             scale = _scale(x, self.feature_scaling)
-            x = (x / scale).reshape(x.shape[0] * x.shape[1], x.shape[2])
+            x /= scale
+            x = x.reshape(x.shape[0] * x.shape[1], x.shape[2])
             y = np.stack([targets.blocks[t].values[rows_t, :, 0] for t in target_ids], axis=-1).reshape(
                 -1, len(target_ids)
             )
@@ -552,7 +570,7 @@ class HamiltonianModel:
             model = {"target_keys": [tuple(int(v) for v in targets.keys.values[t]) for t in target_ids]}
             model["scale"] = scale
             if self.kernel:
-                fit = self._fit_kernel(feats, fkey, fsamples[rows_f], x, n_comp, y, groups_, intercept, model)
+                fit = self._fit_kernel(feats, fkey, fsamples, x, n_comp, y, groups_, intercept, model)
             else:
                 fit = fit_ridge_cv(x, y, groups_, alphas=self.alphas, cv=self.cv, intercept=intercept)
             model.update(weights=fit.weights, intercept=fit.intercept, alpha=fit.alpha, cv_rmse=fit.cv_rmse)

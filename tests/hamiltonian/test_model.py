@@ -199,6 +199,35 @@ def test_low_memory_gives_the_same_model(water, kernel):
         np.testing.assert_array_equal(x, y)
 
 
+def test_fit_frees_all_but_the_invariant_feature_blocks(water, monkeypatch):
+    """Each fitted feature block is emptied once copied (peak memory); the lambda = 0,
+    sigma = +1 blocks, which the kernels of the other blocks read, are kept."""
+    seen = []
+    fit_blocks = HamiltonianModel._fit_blocks
+
+    def spy(self, feats, targets, family=None):
+        models = fit_blocks(self, feats, targets, family)
+        seen.append((feats, models))
+        return models
+
+    monkeypatch.setattr(HamiltonianModel, "_fit_blocks", spy)
+    m = HamiltonianModel(
+        orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False, chunk_size=3,
+        low_memory=True, kernel="blend", n_active=None,
+    ).fit(water.frames[:6], water.fock[:6])
+    assert len(seen) == len(m._families(m.models_)) > 1
+    n_emptied = 0
+    for feats, models in seen:
+        for i, key in enumerate(feats.keys.values):
+            block, fkey = feats.blocks[i], tuple(int(v) for v in key)
+            if fkey[3:] == (0, 1):
+                assert len(block.samples) > 0
+            elif fkey in models:
+                assert block.values.shape[0] == len(block.samples) == 0
+                n_emptied += 1
+    assert n_emptied > 0
+
+
 def test_feature_scaling_option(water):
     with pytest.raises(ValueError, match="feature_scaling"):
         HamiltonianModel(orbitals=water.orbitals, feature_scaling="none")
