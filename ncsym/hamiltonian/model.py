@@ -85,8 +85,12 @@ SCALE_FLOOR = 1e-3
 #: 71.7 uHa at PCA 48 + j (fit 15 min, 18 GB peak); with ``kernel="select", n_active=None,
 #: kernel_components=48, cv_groups="structure"`` at PCA 32 + j + minao 64.8 uHa (fit 27 min,
 #: 16.5 GB peak), at PCA 40 63.2 uHa (fit 26 min, 18.7 GB peak), and ``kernel="blend"`` at PCA 40
-#: 61.0 uHa (fit 28 min, 18.5 GB peak), at PCA 48 59.9 uHa (fit 31 min, 21.4 GB peak; 132 /
-#: 79.3 uHa at 50 / 100 structures) (benchmarks/bench_hamiltonian.py).
+#: 61.0 uHa (fit 28 min, 18.5 GB peak), at PCA 48 59.9 uHa (fit 31 min; 132 / 79.3 uHa at 50 /
+#: 100 structures), at PCA 56 58.7 uHa (fit 32 min, 19.4 GB peak) (benchmarks/bench_hamiltonian.py).
+#: Hardly or not better with PCA 48 + j + minao + blend at 50 structures (132.1 uHa): ``zeta=3``
+#: with ``kernel_components=16`` (134.2), ``kernel_components=96`` (131.6); ``message_passing=True``
+#: ran out of memory (killed at 22.5 GB) on 50 ethanols with ``chunk_size=2``.  The mean of the PCA 48 and PCA 56
+#: predictions at 150 structures is no better than PCA 56 alone (59.0): their errors coincide.
 #: Not better at PCA 32 + j + minao, linear, 50 structures (146 uHa): the coupled blocks of F0
 #: as extra equivariant features (146), density_width 0.5 (153), max_radial 6 (156), a radial
 #: scaling ``1 / (1 + (r / r0)**4)`` of the neighbour densities with r0 = 2 / 3 A (168 / 151),
