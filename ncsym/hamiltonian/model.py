@@ -86,7 +86,8 @@ SCALE_FLOOR = 1e-3
 #: kernel_components=48, cv_groups="structure"`` at PCA 32 + j + minao 64.8 uHa (fit 27 min,
 #: 16.5 GB peak), at PCA 40 63.2 uHa (fit 26 min, 18.7 GB peak), and ``kernel="blend"`` at PCA 40
 #: 61.0 uHa (fit 28 min, 18.5 GB peak), at PCA 48 59.9 uHa (fit 31 min; 132 / 79.3 uHa at 50 /
-#: 100 structures), at PCA 56 58.7 uHa (fit 32 min, 19.4 GB peak) (benchmarks/bench_hamiltonian.py).
+#: 100 structures), at PCA 56 58.7 uHa (fit 32 min, 19.4 GB peak) (benchmarks/bench_hamiltonian.py),
+#: at PCA 64 58.1 uHa (fit 37 min, 21.3 GB peak: the gain per component is fading).
 #: Hardly or not better with PCA 48 + j + minao + blend at 50 structures (132.1 uHa): ``zeta=3``
 #: with ``kernel_components=16`` (134.2), ``kernel_components=96`` (131.6); ``message_passing=True``
 #: ran out of memory (killed at 22.5 GB) on 50 ethanols with ``chunk_size=2``.  The mean of the PCA 48 and PCA 56
