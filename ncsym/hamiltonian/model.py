@@ -89,9 +89,10 @@ SCALE_FLOOR = 1e-3
 #: 100 structures), at PCA 56 58.7 uHa (fit 32 min, 19.4 GB peak) (benchmarks/bench_hamiltonian.py),
 #: at PCA 64 58.1 uHa (fit 37 min, 21.3 GB peak: the gain per component is fading).
 #: Hardly or not better with PCA 48 + j + minao + blend at 50 structures (132.1 uHa): ``zeta=3``
-#: with ``kernel_components=16`` (134.2), ``kernel_components=96`` (131.6); ``message_passing=True``
-#: ran out of memory (killed at 22.5 GB) on 50 ethanols with ``chunk_size=2``.  The mean of the PCA 48 and PCA 56
-#: predictions at 150 structures is no better than PCA 56 alone (59.0): their errors coincide.
+#: with ``kernel_components=16`` (134.2), ``kernel_components=96`` (131.6), max_radial 6 (140.2),
+#: density_width 0.2 (139.4); ``message_passing=True`` ran out of memory (killed at 22.5 GB) on
+#: 50 ethanols with ``chunk_size=2``.  The mean of the PCA 48 and PCA 56 predictions at 150
+#: structures is no better than PCA 56 alone (59.0): their errors coincide.
 #: Not better at PCA 32 + j + minao, linear, 50 structures (146 uHa): the coupled blocks of F0
 #: as extra equivariant features (146), density_width 0.5 (153), max_radial 6 (156), a radial
 #: scaling ``1 / (1 + (r / r0)**4)`` of the neighbour densities with r0 = 2 / 3 A (168 / 151),
@@ -180,8 +181,8 @@ def _release(feats: BlockMap, fkey: tuple) -> None:
     values are freed once the caller's copy is made (peak memory of the block fits)."""
     i = feats.find(**dict(zip(_FEATURE_KEY_NAMES, fkey, strict=True)))[0]
     b = feats.blocks[i]
-    empty = Labels(b.samples.names, np.zeros((0, len(b.samples.names)), dtype=np.int64))
-    feats.blocks[i] = Block(np.empty((0,) + b.values.shape[1:]), empty, b.properties)
+    empty = Labels(b.samples.names, b.samples.values[:0])
+    feats.blocks[i] = Block(b.values[:0].copy(), empty, b.properties)
 
 
 def _blend_shares(r_kernel, r_linear, share, cv_rmse):
