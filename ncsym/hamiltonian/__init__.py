@@ -45,7 +45,14 @@ from .pyscf_data import (
     run_scf,
     save_dataset,
 )
-from .targets import SAPHResult, inverse_sqrt, lowdin_orthogonalize, saph, subbasis_projection
+from .targets import (
+    SAPHResult,
+    inverse_sqrt,
+    lowdin_deorthogonalize,
+    lowdin_orthogonalize,
+    saph,
+    subbasis_projection,
+)
 
 __all__ = [
     "BLOCK_KEY_NAMES",
@@ -69,6 +76,7 @@ __all__ = [
     "kept_lambdas",
     "load_dataset",
     "load_water_dataset",
+    "lowdin_deorthogonalize",
     "lowdin_orthogonalize",
     "make_distorted_dataset",
     "matrix_to_blocks",

@@ -6,7 +6,8 @@ block-diagonal real Wigner matrix ``D`` of the AO basis:
 raw Fock ``F``
     as returned by :mod:`ncsym.hamiltonian.pyscf_data`; orbital energies need the overlap,
     ``F C = S C eps``.
-Löwdin-orthogonalised ``S^-1/2 F S^-1/2`` (:func:`lowdin_orthogonalize`)
+Löwdin-orthogonalised ``S^-1/2 F S^-1/2`` (:func:`lowdin_orthogonalize`, back with
+:func:`lowdin_deorthogonalize`)
     same eigenvalues as ``(F, S)``, ordinary eigenproblem.
 SAPH (:func:`saph`)
     symmetry-adapted projected Hamiltonian (Nigam, Willatt, Ceriotti 2022, Sec. V): a small
@@ -68,6 +69,7 @@ __all__ = [
     "SAPH_MIN_WEIGHT",
     "SAPHResult",
     "inverse_sqrt",
+    "lowdin_deorthogonalize",
     "lowdin_orthogonalize",
     "subbasis_projection",
     "saph",
@@ -78,6 +80,23 @@ OVERLAP_MIN_EIGENVALUE = 1e-10
 
 #: Default minimal-basis weight a new MO must add to be selected for the SAPH.
 SAPH_MIN_WEIGHT = 0.1
+
+
+def _overlap_power(overlap: npt.ArrayLike, power: float) -> np.ndarray:
+    """``S**power`` of a symmetric positive-definite matrix via its eigendecomposition
+    (symmetrised), with the checks of :func:`inverse_sqrt`."""
+    s = check_array(overlap, "overlap", ndim=2)
+    if s.shape[0] != s.shape[1]:
+        raise ValueError(f"`overlap` must be square, got shape {s.shape}")
+    _check_symmetric(s, "overlap")
+    w, v = np.linalg.eigh(0.5 * (s + s.T))
+    if w.size and w[0] < OVERLAP_MIN_EIGENVALUE:
+        raise ValueError(
+            f"`overlap` must be positive definite: smallest eigenvalue {w[0]:.3e} < "
+            f"{OVERLAP_MIN_EIGENVALUE:g}"
+        )
+    out = (v * w**power) @ v.T
+    return 0.5 * (out + out.T)
 
 
 def inverse_sqrt(overlap: npt.ArrayLike) -> np.ndarray:
@@ -98,18 +117,7 @@ def inverse_sqrt(overlap: npt.ArrayLike) -> np.ndarray:
         Non-square, non-symmetric or not positive definite (smallest eigenvalue below
         :data:`OVERLAP_MIN_EIGENVALUE`).
     """
-    s = check_array(overlap, "overlap", ndim=2)
-    if s.shape[0] != s.shape[1]:
-        raise ValueError(f"`overlap` must be square, got shape {s.shape}")
-    _check_symmetric(s, "overlap")
-    w, v = np.linalg.eigh(0.5 * (s + s.T))
-    if w.size and w[0] < OVERLAP_MIN_EIGENVALUE:
-        raise ValueError(
-            f"`overlap` must be positive definite: smallest eigenvalue {w[0]:.3e} < "
-            f"{OVERLAP_MIN_EIGENVALUE:g}"
-        )
-    out = (v / np.sqrt(w)) @ v.T
-    return 0.5 * (out + out.T)
+    return _overlap_power(overlap, -0.5)
 
 
 def lowdin_orthogonalize(fock, overlap):
@@ -129,18 +137,42 @@ def lowdin_orthogonalize(fock, overlap):
         Under a rotation ``D`` of the AO basis it transforms as ``D X D^T`` (``S^-1/2`` is a
         matrix function of ``S``), so its blocks are learned like those of ``F``.
     """
-    if isinstance(fock, np.ndarray) and fock.ndim == 2:
-        f = check_array(fock, "fock", ndim=2)
-        s_half = inverse_sqrt(overlap)
-        if f.shape != s_half.shape:
-            raise ValueError(f"`fock` has shape {f.shape} but `overlap` has {s_half.shape}")
-        _check_symmetric(f, "fock")
-        out = s_half @ f @ s_half
+    return _sandwich(fock, overlap, -0.5, "fock")
+
+
+def lowdin_deorthogonalize(matrix, overlap):
+    """Back from the Löwdin-orthogonal basis: ``S^1/2 X S^1/2``, the inverse of
+    :func:`lowdin_orthogonalize`.
+
+    Parameters
+    ----------
+    matrix : array_like, shape (n_ao, n_ao), or a sequence of them
+        Symmetric matrices in the Löwdin-orthogonalised AO basis, Hartree.
+    overlap : array_like, shape (n_ao, n_ao), or a sequence of them
+        Matching AO overlap matrices.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_ao, n_ao), or list of them
+        Symmetric AO matrices (e.g. ``F``), transforming as ``D X D^T`` like ``matrix``.
+    """
+    return _sandwich(matrix, overlap, 0.5, "matrix")
+
+
+def _sandwich(matrix, overlap, power: float, name: str):
+    """``S**power X S**power`` (symmetrised) for one matrix or a sequence of them."""
+    if isinstance(matrix, np.ndarray) and matrix.ndim == 2:
+        x = check_array(matrix, name, ndim=2)
+        s_pow = _overlap_power(overlap, power)
+        if x.shape != s_pow.shape:
+            raise ValueError(f"`{name}` has shape {x.shape} but `overlap` has {s_pow.shape}")
+        _check_symmetric(x, name)
+        out = s_pow @ x @ s_pow
         return 0.5 * (out + out.T)
-    fock, overlap = list(fock), list(overlap)
-    if len(fock) != len(overlap):
-        raise ValueError(f"got {len(fock)} Fock matrices and {len(overlap)} overlaps")
-    return [lowdin_orthogonalize(np.asarray(f), s) for f, s in zip(fock, overlap, strict=True)]
+    matrix, overlap = list(matrix), list(overlap)
+    if len(matrix) != len(overlap):
+        raise ValueError(f"got {len(matrix)} `{name}` matrices and {len(overlap)} overlaps")
+    return [_sandwich(np.asarray(x), s, power, name) for x, s in zip(matrix, overlap, strict=True)]
 
 
 def subbasis_projection(

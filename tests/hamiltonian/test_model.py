@@ -335,6 +335,83 @@ def test_baseline_option(water, tmp_path, monkeypatch):
     np.testing.assert_allclose(loaded.predict(test)[0], pred[0], rtol=0, atol=1e-12 * np.abs(pred[0]).max())
 
 
+def test_orthogonalize_option(water, tmp_path, monkeypatch):
+    """``orthogonalize=True`` learns ``S^-1/2 (F - F0) S^-1/2`` and maps the prediction back
+    with ``S^1/2``: the same as a plain model fitted on the orthogonalised residuals; it stays
+    rotation and permutation equivariant and survives save/load."""
+    pytest.importorskip("pyscf")
+    import ncsym.hamiltonian.pyscf_data as pyscf_data
+    from ncsym.hamiltonian import (
+        blocks_to_matrix,
+        cross_overlap,
+        decouple_blocks,
+        guess_fock,
+        lowdin_deorthogonalize,
+        lowdin_orthogonalize,
+    )
+
+    # as in test_baseline_option: the same numbers for every call on one frame
+    cache = {}
+
+    def cached(real):
+        def call(frame, *args, **kwargs):
+            key = (real.__name__, frame.numbers.tobytes(), frame.positions.tobytes(), args)
+            key += tuple(sorted(kwargs.items()))
+            if key not in cache:
+                cache[key] = real(frame, *args, **kwargs)
+            return cache[key].copy()
+
+        return call
+
+    monkeypatch.setattr(pyscf_data, "guess_fock", cached(guess_fock))
+    monkeypatch.setattr(pyscf_data, "cross_overlap", cached(cross_overlap))
+
+    with pytest.raises(ValueError, match="`orthogonalize` needs the overlap"):
+        HamiltonianModel(basis=None, orbitals=water.orbitals, orthogonalize=True)
+    n = 8
+    opts = dict(orbitals=water.orbitals, basis=water.basis, features=SMALL, progress=False)
+    orth = HamiltonianModel(baseline="minao", orthogonalize=True, **opts).fit(water.frames[:n], water.fock[:n])
+    frames = water.frames[: n + 2]
+    base = [pyscf_data.guess_fock(f, water.basis) for f in frames]
+    overlaps = [pyscf_data.cross_overlap(f, water.basis, water.basis) for f in frames]
+    np.testing.assert_allclose(overlaps[0], water.overlap[0], rtol=0, atol=1e-12)
+    residuals = lowdin_orthogonalize(
+        [f - b for f, b in zip(water.fock[:n], base[:n], strict=True)], overlaps[:n]
+    )
+    plain = HamiltonianModel(**opts).fit(water.frames[:n], residuals)
+    test = water.frames[n : n + 2]
+    learned = blocks_to_matrix(decouple_blocks(orth.predict_coupled(test)), test, water.orbitals)
+    pred = orth.predict(test)
+    for p, d, q, b, s in zip(pred, learned, plain.predict(test), base[n:], overlaps[n:], strict=True):
+        np.testing.assert_allclose(p, b + lowdin_deorthogonalize(d, s), rtol=0, atol=1e-12 * np.abs(b).max())
+        np.testing.assert_allclose(d, q, rtol=0, atol=1e-8 * np.abs(q).max())
+        assert np.array_equal(p, p.T)
+    assert np.mean([np.abs(p - r).mean() for p, r in zip(pred, water.fock[n : n + 2], strict=True)]) < 1e-3
+
+    frame = water.frames[30].copy()
+    rot = ncsym.random_rotation(np.random.default_rng(4), improper=True)
+    rotated = frame.copy()
+    rotated.positions = frame.positions @ rot.T
+    perm = np.array([2, 0, 1])
+    permuted = frame[perm]
+    f0, f1, f2 = orth.predict([frame, rotated, permuted])
+    d = _ao_wigner(frame, water.orbitals, rot)
+    assert np.abs(f1 - d @ f0 @ d.T).max() <= EQUIVARIANCE_TOL * np.abs(f0).max()
+    idx = _ao_permutation(frame, water.orbitals, perm)
+    assert np.abs(f2 - f0[np.ix_(idx, idx)]).max() <= EQUIVARIANCE_TOL * np.abs(f0).max()
+
+    with pytest.raises(ValueError, match="overlap of its frame"):
+        HamiltonianModel(orthogonalize=True, **opts).fit(water.frames[:2], [m[:-1, :-1] for m in water.fock[:2]])
+    with pytest.raises(ValueError, match=r"`matrices\[1\]` must be symmetric"):
+        HamiltonianModel(orthogonalize=True, **opts).fit(
+            water.frames[:2], [water.fock[0], water.fock[1] + np.triu(np.ones_like(water.fock[1]), 1)]
+        )
+    orth.save(tmp_path / "orth.npz")
+    loaded = HamiltonianModel.load(tmp_path / "orth.npz")
+    assert loaded.orthogonalize and loaded.baseline == "minao"
+    np.testing.assert_allclose(loaded.predict(test)[0], pred[0], rtol=0, atol=1e-12 * np.abs(pred[0]).max())
+
+
 def test_exact_kernel_and_selection(water):
     """``n_active=None`` solves kernel ridge exactly in the dual (every training sample active,
     no Nystrom basis); ``kernel="select"`` keeps per target the model with the lower CV error,

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from ncsym.hamiltonian import inverse_sqrt, lowdin_orthogonalize, saph, subbasis_projection
+from ncsym.hamiltonian import (
+    inverse_sqrt,
+    lowdin_deorthogonalize,
+    lowdin_orthogonalize,
+    saph,
+    subbasis_projection,
+)
 
 from ._ham_utils import random_symmetric
 
@@ -38,8 +44,26 @@ def test_inverse_sqrt_and_lowdin_random():
         inverse_sqrt(-s)
     with pytest.raises(ValueError, match="must be symmetric"):
         lowdin_orthogonalize(f + np.triu(np.ones((7, 7)), 1), s)
-    with pytest.raises(ValueError, match="got 2 Fock matrices and 1 overlaps"):
+    with pytest.raises(ValueError, match="got 2 `fock` matrices and 1 overlaps"):
         lowdin_orthogonalize([f, f], [s])
+
+
+def test_lowdin_deorthogonalize_inverts_lowdin_orthogonalize():
+    rng = np.random.default_rng(5)
+    s = spd(rng, 6)
+    f = random_symmetric(rng, 6)
+    lo = lowdin_orthogonalize(f, s)
+    back = lowdin_deorthogonalize(lo, s)
+    assert np.max(np.abs(back - f)) < EXACT_TOLERANCE * np.abs(f).max()
+    assert np.array_equal(back, back.T)
+    # S^1/2 S^1/2 = S: the identity in the orthogonal basis is the overlap
+    assert np.max(np.abs(lowdin_deorthogonalize(np.eye(6), s) - s)) < EXACT_TOLERANCE * np.abs(s).max()
+    many = lowdin_deorthogonalize([lo, lo], [s, s])
+    assert len(many) == 2 and np.array_equal(many[0], back)
+    with pytest.raises(ValueError, match="`matrix` has shape"):
+        lowdin_deorthogonalize(np.eye(5), s)
+    with pytest.raises(ValueError, match="positive definite"):
+        lowdin_deorthogonalize(lo, -s)
 
 
 def test_saph_random_exact_subspace():
