@@ -21,8 +21,8 @@ The variants after the first four change the density cutoff (rc, Angstrom) and m
 fitted one atom-pair family at a time: ``low_memory``), optionally with the j-centred term
 rho_j^(1) (x) g_ij added to the pair features (``pair_terms=("i", "j")``: three-body terms
 next to the PCA-truncated four-body ones), optionally learning ``F - F0`` with ``F0`` the Fock
-matrix of PySCF's minao initial guess (``baseline="minao"``), or the equivariant polynomial
-kernel.
+matrix of PySCF's minao initial guess (``baseline="minao"``), optionally in the Löwdin-orthogonal
+basis (``orthogonalize=True``: ``S^-1/2 (F - F0) S^-1/2``), or the equivariant polynomial kernel.
 """
 
 from __future__ import annotations
@@ -107,6 +107,11 @@ VARIANTS = {
     "nu=2/2 (PCA 56) + j, minao, kernel blend": (
         dict(nu_pair=2, inner_contraction=56, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
         dict(KERNEL_SELECT, kernel="blend"),
+    ),
+    # the same, learning the Löwdin-orthogonalised residual S^-1/2 (F - F0) S^-1/2
+    "nu=2/2 (PCA 56) + j, minao, orthogonal, kernel blend": (
+        dict(nu_pair=2, inner_contraction=56, cutoff=5.0, max_angular=4, pair_terms=("i", "j")),
+        dict(KERNEL_SELECT, kernel="blend", orthogonalize=True),
     ),
 }
 DEFAULT_VARIANTS = list(VARIANTS)[:4]

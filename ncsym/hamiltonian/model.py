@@ -89,6 +89,9 @@ SCALE_FLOOR = 1e-3
 #: 61.0 uHa (fit 28 min, 18.5 GB peak), at PCA 48 59.9 uHa (fit 31 min; 132 / 79.3 uHa at 50 /
 #: 100 structures), at PCA 56 58.7 uHa (fit 32 min, 19.4 GB peak) (benchmarks/bench_hamiltonian.py),
 #: at PCA 64 58.1 uHa (fit 37 min, 21.3 GB peak: the gain per component is fading).
+#: ``orthogonalize=True`` (learning the Löwdin-orthogonalised residual ``S^-1/2 (F - F0) S^-1/2``)
+#: at PCA 56 + j + minao + blend: 46.0 uHa (fit 40 min with other jobs on the machine, 19.8 GB
+#: peak; 106.5 against 132.1 uHa at 50 structures with PCA 48).
 #: Hardly or not better with PCA 48 + j + minao + blend at 50 structures (132.1 uHa): ``zeta=3``
 #: with ``kernel_components=16`` (134.2), ``kernel_components=96`` (131.6), max_radial 6 (140.2),
 #: density_width 0.2 (139.4); ``message_passing=True`` ran out of memory (killed at 22.5 GB) on
@@ -309,12 +312,17 @@ class HamiltonianModel:
         0`` without ``baseline``) and transform the prediction back with ``S^1/2``
         (:func:`~ncsym.hamiltonian.lowdin_orthogonalize` / ``lowdin_deorthogonalize``), with
         ``S`` the AO overlap of each structure from PySCF (needs ``basis``; a one-electron
-        integral, milliseconds per structure).  The matrices given to :meth:`fit` and returned
+        integral, about 30 ms per ethanol).  The matrices given to :meth:`fit` and returned
         by :meth:`predict` are the raw AO matrices either way.  ``S^+-1/2`` are matrix
         functions of ``S``, so the model stays equivariant.  The orthogonal basis removes the
         overlap-driven part of the blocks (the residual ``F - F0`` of ethanol shrinks from 18.3
-        to 5.3 mHa mean absolute value): on ethanol (PCA 48 + j + minao, ``kernel="blend"``,
-        50 training structures) the test MAE of ``F`` fell from 132.1 to 106.5 uHa.
+        to 5.3 mHa mean absolute value): on ethanol (nu = 2 pairs + j + minao,
+        ``kernel="blend"``) the test MAE of ``F`` fell from 58.7 to 46.0 uHa with 150
+        training structures (PCA 56), from 132.1 to 106.5 uHa with 50 (PCA 48).  Use it with a
+        baseline: on water (250 structures, default features) without one it raised the test
+        MAE from 5.2 to 45.1 uHa (linear) and from 0.85 to 8.7 uHa (``kernel="blend"``) --
+        ``S^-1/2`` spreads the large core elements of ``F`` over the blocks of every atom --
+        and with ``baseline="minao"`` (linear) it gave 5.55 against 4.73 uHa.
     method, xc : str
         Level of theory of the baseline Fock build (``"RHF"`` or ``"RKS"`` with functional
         ``xc``); it should match the training matrices.
@@ -512,21 +520,12 @@ class HamiltonianModel:
         self.orbitals_ = self._orbitals_for(frames)
         base = self._baseline_matrices(frames)
         if base is not None:
-            for i, (m, b) in enumerate(zip(matrices, base, strict=True)):
-                if np.shape(m) != b.shape:
-                    raise ValueError(
-                        f"matrices[{i}] has shape {np.shape(m)} but the {self.basis} baseline of its frame "
-                        f"has {b.shape}"
-                    )
+            self._check_shapes(matrices, base, "baseline")
             matrices = [np.asarray(m, dtype=np.float64) - b for m, b in zip(matrices, base, strict=True)]
         overlaps = self._overlaps(frames)
         if overlaps is not None:
-            for i, (m, s) in enumerate(zip(matrices, overlaps, strict=True)):
-                if np.shape(m) != s.shape:
-                    raise ValueError(
-                        f"matrices[{i}] has shape {np.shape(m)} but the {self.basis} overlap of its frame "
-                        f"has {s.shape}"
-                    )
+            self._check_shapes(matrices, overlaps, "overlap")
+            for i, m in enumerate(matrices):
                 _check_symmetric(np.asarray(m, dtype=np.float64), f"matrices[{i}]")
             matrices = lowdin_orthogonalize(matrices, overlaps)
         targets = couple_blocks(matrix_to_blocks(matrices, frames, self.orbitals_))
@@ -542,6 +541,14 @@ class HamiltonianModel:
             del feats
         self.target_key_names_ = targets.keys.names
         return self
+
+    def _check_shapes(self, matrices, references, what: str) -> None:
+        """Each training matrix has the shape of its frame's PySCF ``what`` matrix."""
+        for i, (m, r) in enumerate(zip(matrices, references, strict=True)):
+            if np.shape(m) != r.shape:
+                raise ValueError(
+                    f"matrices[{i}] has shape {np.shape(m)} but the {self.basis} {what} of its frame has {r.shape}"
+                )
 
     def _group_targets(self, targets: BlockMap):
         names = targets.keys.names

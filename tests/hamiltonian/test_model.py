@@ -299,6 +299,10 @@ def test_baseline_option(water, tmp_path, monkeypatch):
         HamiltonianModel(basis=None, orbitals=water.orbitals, baseline="minao")
     with pytest.raises(ValueError, match="method"):
         HamiltonianModel(basis="def2-svp", baseline="minao", method="UHF")
+    with pytest.raises(ValueError, match=r"matrices\[0\] has shape \(23, 23\) but the def2-svp baseline"):
+        HamiltonianModel(basis=water.basis, orbitals=water.orbitals, baseline="minao", progress=False).fit(
+            water.frames[:2], [m[:-1, :-1] for m in water.fock[:2]]
+        )
     n = 8
     opts = dict(orbitals=water.orbitals, features=SMALL, progress=False)
     delta = HamiltonianModel(basis=water.basis, baseline="minao", **opts).fit(water.frames[:n], water.fock[:n])
