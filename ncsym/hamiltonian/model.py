@@ -91,7 +91,8 @@ SCALE_FLOOR = 1e-3
 #: at PCA 64 58.1 uHa (fit 37 min, 21.3 GB peak: the gain per component is fading).
 #: ``orthogonalize=True`` (learning the Löwdin-orthogonalised residual ``S^-1/2 (F - F0) S^-1/2``)
 #: at PCA 56 + j + minao + blend: 46.0 uHa (fit 37 min, 20.8 GB peak; 106.5 against 132.1 uHa at
-#: 50 structures with PCA 48).
+#: 50 structures with PCA 48), and 49.1 uHa on a second ethanol set never used for tuning
+#: (``make_datasets.py ethanol --seed 7``; 19.8 GB peak).
 #: Hardly or not better with PCA 48 + j + minao + blend at 50 structures (132.1 uHa): ``zeta=3``
 #: with ``kernel_components=16`` (134.2), ``kernel_components=96`` (131.6), max_radial 6 (140.2),
 #: density_width 0.2 (139.4); ``message_passing=True`` ran out of memory (killed at 22.5 GB) on
