@@ -273,25 +273,34 @@ def test_cv_groups_option(water, monkeypatch, tmp_path):
     assert by_sample.cv_groups == "sample"
 
 
+def _pin_pyscf(monkeypatch, *names):
+    """Replace the PySCF helpers ``names`` of ``pyscf_data`` by versions that compute each
+    (frame, arguments) once: PySCF's threaded integrals may differ in the last bit between
+    calls, and the ridge fits with tiny regularisations amplify that, so the comparisons of
+    the tests below must be between the same numbers."""
+    import ncsym.hamiltonian.pyscf_data as pyscf_data
+
+    cache = {}
+
+    def pinned(name, real):
+        def call(frame, *args, **kwargs):
+            key = (name, frame.numbers.tobytes(), frame.positions.tobytes(), args, tuple(sorted(kwargs.items())))
+            if key not in cache:
+                cache[key] = real(frame, *args, **kwargs)
+            return cache[key].copy()
+
+        return call
+
+    for name in names:
+        monkeypatch.setattr(pyscf_data, name, pinned(name, getattr(pyscf_data, name)))
+    return pyscf_data
+
+
 def test_baseline_option(water, tmp_path, monkeypatch):
     """``baseline='minao'`` learns F - F0 and adds F0 back: the same as a plain model fitted on
     F - F0; it stays rotation equivariant and survives save/load."""
     pytest.importorskip("pyscf")
-    import ncsym.hamiltonian.pyscf_data as pyscf_data
-
-    # PySCF's threaded integrals may differ in the last bit between calls, and the ridge fits
-    # with tiny regularisations amplify that; compute each frame's F0 once so that the
-    # comparisons below are between the same numbers
-    cache = {}
-    real = pyscf_data.guess_fock
-
-    def guess_fock(frame, *args, **kwargs):
-        key = (frame.numbers.tobytes(), frame.positions.tobytes(), args, tuple(sorted(kwargs.items())))
-        if key not in cache:
-            cache[key] = real(frame, *args, **kwargs)
-        return cache[key].copy()
-
-    monkeypatch.setattr(pyscf_data, "guess_fock", guess_fock)
+    pyscf_data = _pin_pyscf(monkeypatch, "guess_fock")
 
     with pytest.raises(ValueError, match="baseline"):
         HamiltonianModel(basis="def2-svp", baseline="sad")
@@ -306,7 +315,7 @@ def test_baseline_option(water, tmp_path, monkeypatch):
     n = 8
     opts = dict(orbitals=water.orbitals, features=SMALL, progress=False)
     delta = HamiltonianModel(basis=water.basis, baseline="minao", **opts).fit(water.frames[:n], water.fock[:n])
-    base = [guess_fock(f, water.basis) for f in water.frames[: n + 2]]
+    base = [pyscf_data.guess_fock(f, water.basis) for f in water.frames[: n + 2]]
     plain = HamiltonianModel(basis=water.basis, **opts).fit(
         water.frames[:n], [f - b for f, b in zip(water.fock[:n], base[:n], strict=True)]
     )
@@ -344,31 +353,14 @@ def test_orthogonalize_option(water, tmp_path, monkeypatch):
     with ``S^1/2``: the same as a plain model fitted on the orthogonalised residuals; it stays
     rotation and permutation equivariant and survives save/load."""
     pytest.importorskip("pyscf")
-    import ncsym.hamiltonian.pyscf_data as pyscf_data
     from ncsym.hamiltonian import (
         blocks_to_matrix,
-        cross_overlap,
         decouple_blocks,
-        guess_fock,
         lowdin_deorthogonalize,
         lowdin_orthogonalize,
     )
 
-    # as in test_baseline_option: the same numbers for every call on one frame
-    cache = {}
-
-    def cached(real):
-        def call(frame, *args, **kwargs):
-            key = (real.__name__, frame.numbers.tobytes(), frame.positions.tobytes(), args)
-            key += tuple(sorted(kwargs.items()))
-            if key not in cache:
-                cache[key] = real(frame, *args, **kwargs)
-            return cache[key].copy()
-
-        return call
-
-    monkeypatch.setattr(pyscf_data, "guess_fock", cached(guess_fock))
-    monkeypatch.setattr(pyscf_data, "cross_overlap", cached(cross_overlap))
+    pyscf_data = _pin_pyscf(monkeypatch, "guess_fock", "cross_overlap")
 
     with pytest.raises(ValueError, match="`orthogonalize` needs the overlap"):
         HamiltonianModel(basis=None, orbitals=water.orbitals, orthogonalize=True)
